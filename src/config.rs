@@ -1,0 +1,363 @@
+//! The mirror list: the curated `mirrors.toml` embedded in the binary, the
+//! user's own file that adds, overrides or disables entries, and `--mirrors`
+//! files that replace both. Every error names the file, the line and the
+//! field, so a typo in a list copied from a blog post is easy to fix.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use reqwest::Url;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The curated default list, embedded at build time.
+pub const BUILTIN: &str = include_str!("../mirrors.toml");
+
+/// One registry mirror, after merging and validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirror {
+    /// Unique, short name used in tables, JSON and (later) metrics labels.
+    pub name: String,
+    /// Registry root, `http://` or `https://`, with no path, query, fragment or userinfo.
+    pub url: Url,
+    /// Who runs it, for people reading the table.
+    pub provider: Option<String>,
+    /// What we know of it (campus-only, internal network only, ...).
+    pub notes: Option<String>,
+    /// Disabled mirrors are listed but never probed.
+    pub enabled: bool,
+    /// Skip TLS certificate verification (self-signed personal proxies).
+    pub insecure: bool,
+    /// The origin registry itself, the reference for freshness.
+    pub upstream: bool,
+}
+
+/// Where a list entry came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Builtin,
+    File(PathBuf),
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Builtin => f.write_str("built-in mirrors.toml"),
+            Origin::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read mirror list {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {message}")]
+    Syntax { origin: Origin, message: String },
+    #[error("{origin}:{line}: mirror {name:?}, field `{field}`: {message}")]
+    Invalid {
+        origin: Origin,
+        line: usize,
+        name: String,
+        field: &'static str,
+        message: String,
+    },
+    #[error("the mirror list is empty; add [[mirror]] entries with a name and url")]
+    Empty,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    mirror: Vec<RawMirror>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMirror {
+    name: Spanned<String>,
+    url: Option<Spanned<String>>,
+    provider: Option<String>,
+    notes: Option<String>,
+    enabled: Option<bool>,
+    insecure: Option<bool>,
+    upstream: Option<bool>,
+}
+
+/// An ordered list of mirrors, unique by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MirrorList {
+    pub mirrors: Vec<Mirror>,
+}
+
+impl MirrorList {
+    /// The list `probe` uses: the `files` given with `--mirrors` if any,
+    /// otherwise the built-in list merged with the user's file (if present).
+    pub fn load(files: &[PathBuf], user_file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut list = MirrorList::default();
+        if files.is_empty() {
+            list.merge_str(BUILTIN, Origin::Builtin)?;
+            if let Some(path) = user_file.filter(|p| p.exists()) {
+                list.merge_file(path)?;
+            }
+        } else {
+            for path in files {
+                list.merge_file(path)?;
+            }
+        }
+        if list.mirrors.is_empty() {
+            return Err(ConfigError::Empty);
+        }
+        Ok(list)
+    }
+
+    /// `$XDG_CONFIG_HOME/dmirror/mirrors.toml` (or the platform's equivalent).
+    pub fn user_file() -> Option<PathBuf> {
+        dirs::config_dir().map(|d| d.join("dmirror").join("mirrors.toml"))
+    }
+
+    pub fn enabled(&self) -> impl Iterator<Item = &Mirror> {
+        self.mirrors.iter().filter(|m| m.enabled)
+    }
+
+    fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        self.merge_str(&text, Origin::File(path.to_owned()))
+    }
+
+    /// Merge one file's entries: a new name is appended, a known name has the
+    /// fields the file gives replaced, `enabled = false` disables it.
+    pub fn merge_str(&mut self, text: &str, origin: Origin) -> Result<(), ConfigError> {
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let raw: RawFile = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            origin: origin.clone(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let mut seen: Vec<String> = Vec::new();
+        for entry in raw.mirror {
+            let line = line_of(text, entry.name.span().start);
+            let name = entry.name.get_ref().trim().to_owned();
+            let invalid = |field: &'static str, message: String| ConfigError::Invalid {
+                origin: origin.clone(),
+                line,
+                name: name.clone(),
+                field,
+                message,
+            };
+            validate_name(&name).map_err(|m| invalid("name", m))?;
+            if seen.contains(&name) {
+                return Err(invalid(
+                    "name",
+                    "appears twice in this file; names must be unique".into(),
+                ));
+            }
+            seen.push(name.clone());
+            let url = match &entry.url {
+                Some(u) => {
+                    Some(
+                        parse_mirror_url(u.get_ref()).map_err(|m| ConfigError::Invalid {
+                            origin: origin.clone(),
+                            line: line_of(text, u.span().start),
+                            name: name.clone(),
+                            field: "url",
+                            message: m,
+                        })?,
+                    )
+                }
+                None => None,
+            };
+            match self.mirrors.iter_mut().find(|m| m.name == name) {
+                Some(existing) => {
+                    if let Some(url) = url {
+                        existing.url = url;
+                    }
+                    if entry.provider.is_some() {
+                        existing.provider = entry.provider;
+                    }
+                    if entry.notes.is_some() {
+                        existing.notes = entry.notes;
+                    }
+                    if let Some(v) = entry.enabled {
+                        existing.enabled = v;
+                    }
+                    if let Some(v) = entry.insecure {
+                        existing.insecure = v;
+                    }
+                    if let Some(v) = entry.upstream {
+                        existing.upstream = v;
+                    }
+                }
+                None => {
+                    let url = url.ok_or_else(|| {
+                        invalid(
+                            "url",
+                            "missing; a new mirror needs url = \"https://host\"".into(),
+                        )
+                    })?;
+                    self.mirrors.push(Mirror {
+                        name,
+                        url,
+                        provider: entry.provider,
+                        notes: entry.notes,
+                        enabled: entry.enabled.unwrap_or(true),
+                        insecure: entry.insecure.unwrap_or(false),
+                        upstream: entry.upstream.unwrap_or(false),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty; give the mirror a short name like \"daocloud\"".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "contains {c:?}; use letters, digits, '-', '_' and '.' only"
+        ));
+    }
+    Ok(())
+}
+
+/// Check a mirror URL the way dockerd does (`registry.ValidateMirror`): http
+/// or https, no query, fragment or userinfo. We also insist on the registry
+/// root, since a path would be silently dropped by clients.
+pub fn parse_mirror_url(s: &str) -> Result<Url, String> {
+    let url = Url::parse(s.trim()).map_err(|e| format!("{s:?} is not a URL ({e})"))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(format!(
+            "{s:?} has scheme {:?}; use http:// or https://",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("{s:?} has no host"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "{s:?} carries a username or password; dockerd refuses credentials in mirror URLs"
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{s:?} has a query or fragment; dockerd refuses those in mirror URLs"
+        ));
+    }
+    if url.path() != "/" {
+        return Err(format!(
+            "{s:?} has path {:?}; a registry mirror is served at the host's root",
+            url.path()
+        ));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<MirrorList, ConfigError> {
+        let mut l = MirrorList::default();
+        l.merge_str(text, Origin::File("m.toml".into()))?;
+        Ok(l)
+    }
+
+    #[test]
+    fn builtin_list_is_valid_and_has_a_reference_row() {
+        let mut l = MirrorList::default();
+        l.merge_str(BUILTIN, Origin::Builtin).unwrap();
+        assert!(l.mirrors.len() >= 10);
+        assert_eq!(l.mirrors.iter().filter(|m| m.upstream).count(), 1);
+        for m in &l.mirrors {
+            assert!(m.notes.is_some(), "{} has no note", m.name);
+        }
+    }
+
+    #[test]
+    fn user_file_overrides_adds_and_disables() {
+        let mut l = parse(
+            "[[mirror]]\nname = \"a\"\nurl = \"https://a.example\"\n\
+             [[mirror]]\nname = \"b\"\nurl = \"https://b.example\"\n",
+        )
+        .unwrap();
+        l.merge_str(
+            "[[mirror]]\nname = \"a\"\nenabled = false\n\
+             [[mirror]]\nname = \"b\"\nurl = \"http://b2.example:5000\"\ninsecure = true\n\
+             [[mirror]]\nname = \"mine\"\nurl = \"http://10.0.0.2:5000/\"\n",
+            Origin::File("user.toml".into()),
+        )
+        .unwrap();
+        let names: Vec<_> = l.enabled().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["b", "mine"]);
+        assert_eq!(l.mirrors[1].url.as_str(), "http://b2.example:5000/");
+        assert!(l.mirrors[1].insecure);
+    }
+
+    #[test]
+    fn errors_name_line_and_field() {
+        let err = parse("[[mirror]]\nname = \"a\"\nurl = \"https://a.example\"\n\n[[mirror]]\nname = \"b\"\nurl = \"ftp://b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("m.toml:7: mirror \"b\", field `url`"),
+            "{err}"
+        );
+        assert!(err.contains("http:// or https://"), "{err}");
+
+        let err = parse("[[mirror]]\nname = \"a\"\nurll = \"https://a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3") && err.contains("urll"), "{err}");
+
+        let err = parse("[[mirror]]\nname = \"a\"\n").unwrap_err().to_string();
+        assert!(err.contains("field `url`: missing"), "{err}");
+
+        let err = parse("[[mirror]]\nname = \"a\"\nurl = \"https://a\"\n[[mirror]]\nname = \"a\"\nurl = \"https://b\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("m.toml:5") && err.contains("twice"), "{err}");
+    }
+
+    #[test]
+    fn urls_follow_dockerd_rules() {
+        assert!(parse_mirror_url("https://m.example").is_ok());
+        assert!(parse_mirror_url("http://127.0.0.1:5000/").is_ok());
+        for bad in [
+            "m.example",
+            "https://u:p@m.example",
+            "https://m.example/?x=1",
+            "https://m.example/#f",
+            "https://m.example/v2/",
+            "unix:///x",
+        ] {
+            assert!(parse_mirror_url(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn a_bom_is_tolerated() {
+        let l = parse("\u{feff}[[mirror]]\nname = \"a\"\nurl = \"https://a\"\n").unwrap();
+        assert_eq!(l.mirrors.len(), 1);
+    }
+}

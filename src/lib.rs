@@ -1,0 +1,79 @@
+//! dmirror: measure Docker registry mirrors, rank the working ones, and use them.
+//!
+//! `run` is the whole program behind a thin `main`: parse → resolve → run,
+//! with one place that turns failures into messages and exit statuses.
+
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod exit;
+pub mod output;
+pub mod probe;
+mod progress;
+pub mod rank;
+pub mod reference;
+pub mod registry;
+
+use std::io::Write;
+
+use cli::{Cli, Command};
+use commands::{CommandResult, Failure};
+use exit::ExitStatus;
+
+/// Run one invocation and say how it ended.
+pub fn run(cli: Cli) -> ExitStatus {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            report(&Failure::usage(anyhow::anyhow!(
+                "cannot start the async runtime: {e}"
+            )));
+            return ExitStatus::NothingUsable;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            r = dispatch(&cli) => r,
+            _ = tokio::signal::ctrl_c() => Ok(ExitStatus::Interrupted),
+        }
+    });
+    // Do not wait for stragglers (a mirror that never answers) on the way out.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(status) => status,
+        Err(f) if is_broken_pipe(&f.error) => ExitStatus::Success,
+        Err(f) => {
+            report(&f);
+            f.status
+        }
+    }
+}
+
+async fn dispatch(cli: &Cli) -> CommandResult {
+    match &cli.command {
+        Command::Probe(args) => commands::probe::run(args).await,
+        Command::List(args) => commands::list::run(args),
+        Command::Completions(args) => commands::completions::run(args),
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// `error: …` then one `Caused by: …` per cause.
+fn report(f: &Failure) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "error: {}", f.error);
+    for cause in f.error.chain().skip(1) {
+        let _ = writeln!(err, "  Caused by: {cause}");
+    }
+}

@@ -1,0 +1,71 @@
+//! JSON for programs. Field names are a stable interface (see README).
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+
+use crate::config::Mirror;
+use crate::probe::{MirrorResult, Status};
+
+#[derive(Serialize)]
+struct ProbeDoc<'a> {
+    mirrors: Vec<ProbeEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct ProbeEntry<'a> {
+    name: &'a str,
+    url: &'a str,
+    status: Status,
+    latency_ms: Option<u64>,
+    throughput_bps: Option<u64>,
+    digest: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+pub fn write_probe<W: Write>(out: &mut W, results: &[MirrorResult]) -> io::Result<()> {
+    let doc = ProbeDoc {
+        mirrors: results
+            .iter()
+            .map(|r| ProbeEntry {
+                name: &r.mirror.name,
+                url: r.mirror.url.as_str(),
+                status: r.status,
+                latency_ms: r.latency.map(|d| d.as_millis() as u64),
+                throughput_bps: r.throughput_bps.map(|b| b.round() as u64),
+                digest: r.digest.as_deref(),
+                error: r.error.as_deref(),
+            })
+            .collect(),
+    };
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)
+}
+
+#[derive(Serialize)]
+struct ListEntry<'a> {
+    name: &'a str,
+    url: &'a str,
+    provider: Option<&'a str>,
+    notes: Option<&'a str>,
+    enabled: bool,
+    insecure: bool,
+    upstream: bool,
+}
+
+pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror]) -> io::Result<()> {
+    let entries: Vec<ListEntry<'_>> = mirrors
+        .iter()
+        .map(|m| ListEntry {
+            name: &m.name,
+            url: m.url.as_str(),
+            provider: m.provider.as_deref(),
+            notes: m.notes.as_deref(),
+            enabled: m.enabled,
+            insecure: m.insecure,
+            upstream: m.upstream,
+        })
+        .collect();
+    serde_json::to_writer_pretty(&mut *out, &serde_json::json!({ "mirrors": entries }))?;
+    writeln!(out)
+}

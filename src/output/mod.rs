@@ -1,0 +1,48 @@
+//! Renderers: probe results and mirror lists as a table for people or JSON
+//! for programs. They write into any `Write`, so tests can read them.
+
+pub mod json;
+pub mod table;
+
+use std::time::Duration;
+
+/// `123 ms`.
+pub fn format_latency(d: Option<Duration>) -> String {
+    match d {
+        Some(d) => format!("{} ms", d.as_millis()),
+        None => "-".into(),
+    }
+}
+
+/// Decimal units, as network speeds are quoted: `12.3 MB/s`.
+pub fn format_throughput(bps: Option<f64>) -> String {
+    let Some(b) = bps else { return "-".into() };
+    let (v, unit) = if b >= 1e9 {
+        (b / 1e9, "GB/s")
+    } else if b >= 1e6 {
+        (b / 1e6, "MB/s")
+    } else if b >= 1e3 {
+        (b / 1e3, "kB/s")
+    } else {
+        (b, "B/s")
+    };
+    if v >= 100.0 {
+        format!("{v:.0} {unit}")
+    } else {
+        format!("{v:.1} {unit}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units() {
+        assert_eq!(format_throughput(Some(12_345_678.0)), "12.3 MB/s");
+        assert_eq!(format_throughput(Some(512.0)), "512 B/s");
+        assert_eq!(format_throughput(Some(2048.0)), "2.0 kB/s");
+        assert_eq!(format_throughput(None), "-");
+        assert_eq!(format_latency(Some(Duration::from_micros(42_700))), "42 ms");
+    }
+}

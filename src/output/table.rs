@@ -1,0 +1,72 @@
+//! Tables for terminals.
+
+use std::io::{self, Write};
+
+use comfy_table::{presets, Cell, CellAlignment, ContentArrangement, Table};
+
+use super::{format_latency, format_throughput};
+use crate::config::Mirror;
+use crate::probe::MirrorResult;
+
+fn new_table(header: &[&str], width: Option<u16>) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::UTF8_HORIZONTAL_ONLY);
+    t.set_header(header.iter().map(Cell::new));
+    match width {
+        Some(w) => {
+            t.set_content_arrangement(ContentArrangement::Dynamic);
+            t.set_width(w);
+        }
+        None => {
+            t.set_content_arrangement(ContentArrangement::Disabled);
+        }
+    }
+    t
+}
+
+/// Ranked probe results. `width` wraps notes to a terminal's width.
+pub fn write_probe<W: Write>(
+    out: &mut W,
+    results: &[MirrorResult],
+    width: Option<u16>,
+) -> io::Result<()> {
+    let mut t = new_table(
+        &["#", "mirror", "status", "latency", "throughput", "note"],
+        width,
+    );
+    for (i, r) in results.iter().enumerate() {
+        let note = r
+            .error
+            .clone()
+            .or_else(|| r.mirror.notes.clone())
+            .unwrap_or_default();
+        t.add_row(vec![
+            Cell::new(i + 1).set_alignment(CellAlignment::Right),
+            Cell::new(&r.mirror.name),
+            Cell::new(r.status),
+            Cell::new(format_latency(r.latency)).set_alignment(CellAlignment::Right),
+            Cell::new(format_throughput(r.throughput_bps)).set_alignment(CellAlignment::Right),
+            Cell::new(note),
+        ]);
+    }
+    writeln!(out, "{t}")
+}
+
+/// The configured mirror list.
+pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror], width: Option<u16>) -> io::Result<()> {
+    let mut t = new_table(&["mirror", "url", "provider", "enabled", "notes"], width);
+    for m in mirrors {
+        let mut enabled = if m.enabled { "yes" } else { "no" }.to_owned();
+        if m.upstream {
+            enabled.push_str(" (upstream)");
+        }
+        t.add_row(vec![
+            m.name.clone(),
+            m.url.to_string(),
+            m.provider.clone().unwrap_or_default(),
+            enabled,
+            m.notes.clone().unwrap_or_default(),
+        ]);
+    }
+    writeln!(out, "{t}")
+}

@@ -1,0 +1,148 @@
+//! One mirror's health check: `/v2/`, the token flow, the tag's manifest,
+//! the platform's manifest, and the first bytes of the largest layer, all
+//! within the probe's timeout.
+
+use std::sync::Mutex;
+
+use super::{Healthy, MirrorResult, ProbeSettings, Status};
+use crate::registry::digest;
+use crate::registry::manifest::Manifest;
+use crate::registry::{RegistryClient, RegistryError};
+
+/// Bytes of the largest layer read to prove the blob really flows.
+const FIRST_BYTES: usize = 64 * 1024;
+
+/// Check `client`'s mirror, filling `result`; returns the mirror ready for
+/// measurement when it is healthy.
+pub(super) async fn check(
+    client: RegistryClient,
+    settings: &ProbeSettings,
+    result: &mut MirrorResult,
+) -> Option<Healthy> {
+    let stage = Mutex::new("connecting");
+    let outcome =
+        tokio::time::timeout(settings.timeout, run(&client, settings, result, &stage)).await;
+    let err = match outcome {
+        Ok(Ok(layer)) => {
+            result.status = Status::Ok;
+            return Some(Healthy { client, layer });
+        }
+        Ok(Err(e)) => e,
+        Err(_) => RegistryError::new(
+            crate::registry::ErrorKind::Timeout,
+            format!(
+                "no answer within {} while {}",
+                humantime::format_duration(settings.timeout),
+                stage.lock().map(|s| *s).unwrap_or("probing")
+            ),
+        ),
+    };
+    result.status = err.kind.into();
+    result.error = Some(err.message);
+    None
+}
+
+async fn run(
+    client: &RegistryClient,
+    settings: &ProbeSettings,
+    result: &mut MirrorResult,
+    stage: &Mutex<&'static str>,
+) -> Result<crate::registry::manifest::Descriptor, RegistryError> {
+    let set = |s: &'static str| {
+        if let Ok(mut g) = stage.lock() {
+            *g = s;
+        }
+    };
+    let image = &settings.image;
+    let repo = image.repository.as_str();
+
+    set("waiting for /v2/");
+    let ping = client.ping().await?;
+    result.latency = Some(ping.latency);
+
+    set("fetching the manifest");
+    let top = client
+        .manifest(repo, image.manifest_ref())
+        .await
+        .map_err(|e| e.context(&format!("manifest of {image}")))?;
+    result.digest = Some(top.digest.clone());
+    let parsed = Manifest::parse(&top.bytes, top.media_type.as_deref())
+        .map_err(|e| RegistryError::broken(format!("manifest of {image}: {e}")))?;
+    let layers = match parsed {
+        Manifest::Image { layers, .. } => layers,
+        Manifest::Index { manifests } => {
+            let entry = Manifest::select(&manifests, &settings.platform).ok_or_else(|| {
+                RegistryError::broken(format!("{image} has no {} image", settings.platform))
+            })?;
+            set("fetching the platform manifest");
+            let m = client
+                .manifest(repo, &entry.digest)
+                .await
+                .map_err(|e| e.context(&format!("{} manifest of {image}", settings.platform)))?;
+            match Manifest::parse(&m.bytes, m.media_type.as_deref()) {
+                Ok(Manifest::Image { layers, .. }) => layers,
+                Ok(Manifest::Index { .. }) => {
+                    return Err(RegistryError::broken(format!(
+                        "{image}: an index points at another index"
+                    )))
+                }
+                Err(e) => {
+                    return Err(RegistryError::broken(format!(
+                        "{} manifest of {image}: {e}",
+                        settings.platform
+                    )))
+                }
+            }
+        }
+    };
+    let layer = Manifest::largest_layer(&layers)
+        .ok_or_else(|| RegistryError::broken(format!("{image} has no layers")))?
+        .clone();
+
+    set("waiting for the first bytes of a layer");
+    let mut resp = client
+        .blob(repo, &layer.digest, 0)
+        .await
+        .map_err(|e| e.context(&format!("layer {}", layer.digest)))?;
+    if let Some(len) = resp.content_length() {
+        if len != layer.size {
+            return Err(RegistryError::broken(format!(
+                "layer {} is {} bytes, but the mirror sends {len}",
+                layer.digest, layer.size
+            )));
+        }
+    }
+    let mut hasher = digest::Hasher::default();
+    let mut got = 0usize;
+    while got < FIRST_BYTES {
+        let chunk = resp
+            .chunk()
+            .await
+            .map_err(|e| RegistryError::from_transport(&e, &layer.digest).context("layer"))?;
+        let Some(chunk) = chunk else { break };
+        got += chunk.len();
+        hasher.update(&chunk);
+        if got as u64 > layer.size {
+            return Err(RegistryError::broken(format!(
+                "layer {} sends more than its {} bytes",
+                layer.digest, layer.size
+            )));
+        }
+    }
+    if got == 0 {
+        return Err(RegistryError::broken(format!(
+            "layer {} came back empty",
+            layer.digest
+        )));
+    }
+    if got as u64 == layer.size {
+        let actual = hasher.finish();
+        if actual != layer.digest {
+            return Err(RegistryError::broken(format!(
+                "layer bytes hash to {actual}, not {}: the mirror serves tampered or wrong data",
+                layer.digest
+            )));
+        }
+    }
+    Ok(layer)
+}

@@ -1,0 +1,239 @@
+//! The probe engine: check every mirror's health concurrently, decide which
+//! serve a stale tag, then measure throughput of the healthy ones fairly.
+//!
+//! Throughput samples taken all at once would share the user's downlink and
+//! skew each other (reflector and rankmirrors warn of exactly this), so the
+//! second phase gives each healthy mirror its own slice of a total budget,
+//! running as few samples side by side as the budget allows.
+//!
+//! The engine produces data and events; it never prints.
+
+mod health;
+pub mod status;
+mod throughput;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::config::Mirror;
+use crate::rank;
+use crate::reference::Reference;
+use crate::registry::client::{http_client, ClientOptions};
+use crate::registry::manifest::{Descriptor, Platform};
+use crate::registry::{RegistryClient, RegistryError};
+pub use status::Status;
+
+/// A small, common image every Docker Hub mirror should have.
+pub const DEFAULT_IMAGE: &str = "library/alpine:latest";
+
+/// Everything the probe needs to know, resolved from flags and files.
+#[derive(Debug, Clone)]
+pub struct ProbeSettings {
+    /// Mirrors to probe, in list order (enabled ones only).
+    pub mirrors: Vec<Mirror>,
+    /// Image whose manifest and largest layer every mirror must serve.
+    pub image: Reference,
+    /// Platform picked from a multi-platform index.
+    pub platform: Platform,
+    /// Bound on each mirror's health check.
+    pub timeout: Duration,
+    /// Total time for throughput samples, shared among healthy mirrors.
+    pub budget: Duration,
+    /// Bound on the bytes one throughput sample reads.
+    pub sample_bytes: u64,
+}
+
+/// What the probe learnt of one mirror.
+#[derive(Debug, Clone)]
+pub struct MirrorResult {
+    pub mirror: Mirror,
+    pub status: Status,
+    /// Time to answer `GET /v2/`, connection set-up included.
+    pub latency: Option<Duration>,
+    /// Sustained throughput of the sample, in bytes per second.
+    pub throughput_bps: Option<f64>,
+    /// Digest of the manifest the mirror served for the tag.
+    pub digest: Option<String>,
+    /// Why the mirror is not `ok`, in the server's words where it gave any.
+    pub error: Option<String>,
+}
+
+/// Progress, for whoever draws it.
+#[derive(Debug, Clone)]
+pub enum Event {
+    HealthStarted {
+        total: usize,
+    },
+    HealthDone {
+        name: String,
+        status: Status,
+    },
+    MeasureStarted {
+        total: usize,
+        window: Duration,
+    },
+    MeasureDone {
+        name: String,
+        throughput_bps: Option<f64>,
+    },
+}
+
+/// A mirror that passed the health check, ready to be measured.
+pub(crate) struct Healthy {
+    pub client: RegistryClient,
+    pub layer: Descriptor,
+}
+
+/// Probe every mirror in `settings`; results come back unranked.
+pub async fn probe(
+    settings: &ProbeSettings,
+    events: Option<UnboundedSender<Event>>,
+) -> Vec<MirrorResult> {
+    let emit = |e: Event| {
+        if let Some(tx) = &events {
+            let _ = tx.send(e);
+        }
+    };
+    let settings = Arc::new(settings.clone());
+    emit(Event::HealthStarted {
+        total: settings.mirrors.len(),
+    });
+
+    let secure = http_client(&options(&settings, false));
+    let insecure = http_client(&options(&settings, true));
+
+    let checks = settings.mirrors.iter().map(|mirror| {
+        let http = if mirror.insecure { &insecure } else { &secure };
+        let settings = settings.clone();
+        let events = events.clone();
+        async move {
+            let mut result = MirrorResult {
+                mirror: mirror.clone(),
+                status: Status::Timeout,
+                latency: None,
+                throughput_bps: None,
+                digest: None,
+                error: None,
+            };
+            let healthy = match http {
+                Ok(http) => {
+                    let client = RegistryClient::new(http.clone(), mirror.url.clone(), 5);
+                    health::check(client, &settings, &mut result).await
+                }
+                Err(e) => {
+                    result.status = e.kind.into();
+                    result.error = Some(e.message.clone());
+                    None
+                }
+            };
+            if let Some(tx) = &events {
+                let _ = tx.send(Event::HealthDone {
+                    name: mirror.name.clone(),
+                    status: result.status,
+                });
+            }
+            (result, healthy)
+        }
+    });
+    let checked: Vec<(MirrorResult, Option<Healthy>)> = futures::future::join_all(checks).await;
+    let (mut results, healthy): (Vec<MirrorResult>, Vec<Option<Healthy>>) =
+        checked.into_iter().unzip();
+
+    mark_stale(&mut results, &settings.image);
+
+    // Measure only what is still ok after the freshness check.
+    let to_measure: Vec<(usize, Healthy)> = healthy
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.map(|h| (i, h)))
+        .filter(|(i, _)| results[*i].status == Status::Ok)
+        .collect();
+    let plan = throughput::Plan::new(to_measure.len(), settings.budget);
+    emit(Event::MeasureStarted {
+        total: to_measure.len(),
+        window: plan.window,
+    });
+    let repo = settings.image.repository.clone();
+    let samples: Vec<(usize, Result<f64, RegistryError>)> = stream::iter(to_measure)
+        .map(|(i, h)| {
+            let repo = repo.clone();
+            let settings = settings.clone();
+            async move {
+                let r = throughput::sample(
+                    &h.client,
+                    &repo,
+                    &h.layer,
+                    plan.window,
+                    settings.sample_bytes,
+                )
+                .await;
+                (i, r)
+            }
+        })
+        .buffer_unordered(plan.concurrency)
+        .collect()
+        .await;
+    for (i, sample) in samples {
+        let r = &mut results[i];
+        match sample {
+            Ok(bps) => r.throughput_bps = Some(bps),
+            Err(e) => {
+                r.status = e.kind.into();
+                r.error = Some(e.message);
+            }
+        }
+        emit(Event::MeasureDone {
+            name: r.mirror.name.clone(),
+            throughput_bps: r.throughput_bps,
+        });
+    }
+    results
+}
+
+fn options(settings: &ProbeSettings, insecure: bool) -> ClientOptions {
+    ClientOptions {
+        insecure,
+        connect_timeout: settings.timeout,
+        ..ClientOptions::default()
+    }
+}
+
+/// Mark mirrors that serve another digest for the tag than the reference:
+/// upstream when it answered, otherwise the strict majority.
+fn mark_stale(results: &mut [MirrorResult], image: &Reference) {
+    if image.digest.is_some() {
+        return; // Fetched by digest: every answer was verified against it.
+    }
+    let served: Vec<rank::Served<'_>> = results
+        .iter()
+        .map(|r| rank::Served {
+            digest: (r.status == Status::Ok)
+                .then_some(r.digest.as_deref())
+                .flatten(),
+            upstream: r.mirror.upstream,
+        })
+        .collect();
+    let Some((reference, from_upstream)) = rank::fresh_digest(&served) else {
+        return;
+    };
+    let reference = reference.to_owned();
+    for r in results.iter_mut() {
+        if r.status != Status::Ok {
+            continue;
+        }
+        if let Some(d) = r.digest.as_deref().filter(|d| *d != reference) {
+            r.error = Some(format!(
+                "serves {d} for {image}; {} serves {reference}",
+                if from_upstream {
+                    "upstream"
+                } else {
+                    "the majority of mirrors"
+                }
+            ));
+            r.status = Status::Stale;
+        }
+    }
+}

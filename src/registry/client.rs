@@ -1,0 +1,490 @@
+//! One registry (or mirror) root, spoken to over HTTP.
+//!
+//! Redirects are followed here, not by reqwest, so that the hop count is
+//! capped, an https→http downgrade is refused, and `Authorization` is only
+//! ever sent to the origin that issued the challenge, never to a CDN or
+//! another mirror a redirect points at.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, LOCATION, RANGE};
+use reqwest::{Response, StatusCode, Url};
+
+use super::auth::{Challenge, TokenResponse};
+use super::digest;
+use super::error::{error_text, ErrorKind, RegistryError};
+use super::manifest::{self, MAX_MANIFEST_BYTES};
+
+/// How to build a client.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Skip TLS certificate verification.
+    pub insecure: bool,
+    /// Time allowed to set up a connection.
+    pub connect_timeout: Duration,
+    /// Most redirects followed for one request.
+    pub max_redirects: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            insecure: false,
+            connect_timeout: Duration::from_secs(5),
+            max_redirects: 5,
+        }
+    }
+}
+
+/// Builds the shared HTTP client. Redirects are handled by [`RegistryClient`].
+pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client, RegistryError> {
+    reqwest::Client::builder()
+        .user_agent(concat!("dmirror/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(opts.connect_timeout)
+        .danger_accept_invalid_certs(opts.insecure)
+        .build()
+        .map_err(|e| {
+            RegistryError::new(
+                ErrorKind::Unreachable,
+                format!("cannot build HTTP client: {e}"),
+            )
+        })
+}
+
+/// The answer to `GET /v2/`.
+#[derive(Debug, Clone)]
+pub struct Ping {
+    /// Time to the response headers, connection set-up included.
+    pub latency: Duration,
+}
+
+/// A manifest as fetched, with the digest of its exact bytes.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub media_type: Option<String>,
+    pub digest: String,
+}
+
+pub struct RegistryClient {
+    http: reqwest::Client,
+    base: Url,
+    max_redirects: usize,
+    challenge: Mutex<Option<Challenge>>,
+    /// Bearer tokens by repository.
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+impl RegistryClient {
+    pub fn new(http: reqwest::Client, base: Url, max_redirects: usize) -> Self {
+        Self {
+            http,
+            base,
+            max_redirects,
+            challenge: Mutex::new(None),
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// `GET /v2/`: is this a registry, how far away is it, how does it authenticate?
+    pub async fn ping(&self) -> Result<Ping, RegistryError> {
+        let url = self.url("v2/")?;
+        let start = Instant::now();
+        let resp = self.send(&url, HeaderMap::new(), None).await?;
+        let latency = start.elapsed();
+        let status = resp.status();
+        match status {
+            StatusCode::OK => {
+                let api_header = resp
+                    .headers()
+                    .get("docker-distribution-api-version")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("registry/2"));
+                let body = read_limited(resp, 64 * 1024, &url).await?;
+                let json =
+                    serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| v.is_object());
+                if !(api_header || json) {
+                    let what = error_text(&body).unwrap_or_else(|| "an empty body".into());
+                    return Err(RegistryError::new(
+                        ErrorKind::NotRegistry,
+                        format!("{url} answers with {what}, not the registry API"),
+                    ));
+                }
+                Ok(Ping { latency })
+            }
+            StatusCode::UNAUTHORIZED => {
+                let challenge = challenge_of(&resp);
+                let body = read_limited(resp, 64 * 1024, &url)
+                    .await
+                    .unwrap_or_default();
+                match challenge {
+                    Some(c @ Challenge::Bearer { .. }) => {
+                        *lock(&self.challenge) = Some(c);
+                        Ok(Ping { latency })
+                    }
+                    Some(Challenge::Basic { realm }) => Err(RegistryError::new(
+                        ErrorKind::Unauthorized,
+                        format!(
+                            "needs a login (HTTP Basic{}); add credentials with docker login or pick another mirror",
+                            realm.map(|r| format!(", realm {r:?}")).unwrap_or_default()
+                        ),
+                    )),
+                    _ => Err(RegistryError::from_status(401, url.as_str(), error_text(&body))),
+                }
+            }
+            StatusCode::NOT_FOUND => {
+                let body = read_limited(resp, 64 * 1024, &url)
+                    .await
+                    .unwrap_or_default();
+                let mut e = RegistryError::from_status(404, url.as_str(), error_text(&body));
+                e.kind = ErrorKind::NotRegistry;
+                e.message.push_str(" (no registry API at /v2/)");
+                Err(e)
+            }
+            s => Err(self.status_error(resp, s, &url).await),
+        }
+    }
+
+    /// The manifest `reference` (tag or digest) of `repo`, verified against
+    /// the digest when fetched by digest.
+    pub async fn manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let url = self.url(&format!("v2/{repo}/manifests/{reference}"))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static(manifest::ACCEPT));
+        let resp = self.get(repo, &url, headers).await?;
+        let media_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(';').next().unwrap_or(s).trim().to_owned());
+        let claimed = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = read_limited(resp, MAX_MANIFEST_BYTES, &url).await?;
+        let digest = digest::of(&bytes);
+        if reference.starts_with("sha256:") && digest != reference {
+            return Err(RegistryError::broken(format!(
+                "{url} served bytes with digest {digest}, not the {reference} asked for"
+            )));
+        }
+        if let Some(claimed) = claimed.filter(|c| c.starts_with("sha256:")) {
+            if claimed != digest {
+                return Err(RegistryError::broken(format!(
+                    "{url} claims Docker-Content-Digest {claimed} but its bytes hash to {digest}"
+                )));
+            }
+        }
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Start a blob download (optionally from `offset`); the caller streams
+    /// and verifies the body.
+    pub async fn blob(
+        &self,
+        repo: &str,
+        blob: &str,
+        offset: u64,
+    ) -> Result<Response, RegistryError> {
+        if !digest::is_valid(blob) {
+            return Err(RegistryError::broken(format!(
+                "invalid blob digest {blob:?}"
+            )));
+        }
+        let url = self.url(&format!("v2/{repo}/blobs/{blob}"))?;
+        let mut headers = HeaderMap::new();
+        if offset > 0 {
+            let v = HeaderValue::from_str(&format!("bytes={offset}-"))
+                .map_err(|e| RegistryError::broken(e.to_string()))?;
+            headers.insert(RANGE, v);
+        }
+        self.get(repo, &url, headers).await
+    }
+
+    fn url(&self, path: &str) -> Result<Url, RegistryError> {
+        self.base
+            .join(path)
+            .map_err(|e| RegistryError::broken(format!("cannot form a URL from {path:?}: {e}")))
+    }
+
+    /// GET with the repository's token, fetching one on a Bearer challenge.
+    /// Returns only successful responses.
+    async fn get(
+        &self,
+        repo: &str,
+        url: &Url,
+        headers: HeaderMap,
+    ) -> Result<Response, RegistryError> {
+        let known = lock(&self.challenge).clone();
+        if let (None, Some(c)) = (self.token_for(repo), known) {
+            self.fetch_token(&c, repo).await?;
+        }
+        let resp = self
+            .send(url, headers.clone(), self.token_for(repo))
+            .await?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return self.ensure_success(resp, url).await;
+        }
+        // A challenge we had not seen (or our token was refused): one more try.
+        let Some(challenge) = challenge_of(&resp) else {
+            return self.ensure_success(resp, url).await;
+        };
+        if let Challenge::Basic { .. } = challenge {
+            return Err(RegistryError::new(
+                ErrorKind::Unauthorized,
+                format!("{url} needs a login (HTTP Basic)"),
+            ));
+        }
+        let had_token = self.token_for(repo).is_some();
+        *lock(&self.challenge) = Some(challenge.clone());
+        self.fetch_token(&challenge, repo).await?;
+        let resp = self.send(url, headers, self.token_for(repo)).await?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            let body = read_limited(resp, 64 * 1024, url).await.unwrap_or_default();
+            let why = if had_token {
+                "refused a fresh token"
+            } else {
+                "refused its own token"
+            };
+            return Err(RegistryError::new(
+                ErrorKind::Unauthorized,
+                format!(
+                    "{url} {why}: {}",
+                    error_text(&body).unwrap_or_else(|| "HTTP 401".into())
+                ),
+            ));
+        }
+        self.ensure_success(resp, url).await
+    }
+
+    fn token_for(&self, repo: &str) -> Option<String> {
+        lock(&self.tokens).get(repo).cloned()
+    }
+
+    async fn fetch_token(&self, challenge: &Challenge, repo: &str) -> Result<(), RegistryError> {
+        let Challenge::Bearer { realm, service, .. } = challenge else {
+            return Ok(());
+        };
+        let mut url = Url::parse(realm).map_err(|e| {
+            RegistryError::broken(format!("token realm {realm:?} is not a URL: {e}"))
+        })?;
+        if url.scheme() != "https" && url.scheme() != "http" {
+            return Err(RegistryError::broken(format!(
+                "token realm {realm:?} is not http(s)"
+            )));
+        }
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(s) = service {
+                q.append_pair("service", s);
+            }
+            q.append_pair("scope", &format!("repository:{repo}:pull"));
+        }
+        // Anonymous: no Authorization, whatever host the realm is on.
+        let resp = self
+            .send(&url, HeaderMap::new(), None)
+            .await
+            .map_err(|e| match e.kind {
+                ErrorKind::Unreachable => RegistryError::broken(format!(
+                    "token service {realm} is unreachable, so nothing can be pulled: {}",
+                    e.message
+                )),
+                _ => e.context("token service"),
+            })?;
+        let status = resp.status();
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let body = read_limited(resp, 64 * 1024, &url)
+                .await
+                .unwrap_or_default();
+            return Err(RegistryError::new(
+                ErrorKind::Unauthorized,
+                format!(
+                    "token service {realm} refuses anonymous pulls of {repo} (HTTP {}){}",
+                    status.as_u16(),
+                    error_text(&body)
+                        .map(|t| format!(": {t}"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        let resp = self
+            .ensure_success(resp, &url)
+            .await
+            .map_err(|e| e.context("token service"))?;
+        let body = read_limited(resp, 1024 * 1024, &url).await?;
+        let token = serde_json::from_slice::<TokenResponse>(&body)
+            .ok()
+            .and_then(TokenResponse::into_token)
+            .ok_or_else(|| {
+                RegistryError::broken(format!("token service {realm} answered without a token"))
+            })?;
+        lock(&self.tokens).insert(repo.to_owned(), token);
+        Ok(())
+    }
+
+    async fn ensure_success(&self, resp: Response, url: &Url) -> Result<Response, RegistryError> {
+        let status = resp.status();
+        if status.is_success() {
+            Ok(resp)
+        } else {
+            Err(self.status_error(resp, status, url).await)
+        }
+    }
+
+    async fn status_error(&self, resp: Response, status: StatusCode, url: &Url) -> RegistryError {
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = read_limited(resp, 64 * 1024, url).await.unwrap_or_default();
+        let mut e = RegistryError::from_status(status.as_u16(), url.as_str(), error_text(&body));
+        if let Some(r) = retry_after {
+            e.message.push_str(&format!(" (Retry-After: {r})"));
+        }
+        e
+    }
+
+    /// One GET, following redirects. `token` goes only to our own origin.
+    async fn send(
+        &self,
+        url: &Url,
+        headers: HeaderMap,
+        token: Option<String>,
+    ) -> Result<Response, RegistryError> {
+        let mut url = url.clone();
+        for _ in 0..=self.max_redirects {
+            let mut req = self.http.get(url.clone()).headers(headers.clone());
+            if let Some(t) = &token {
+                if same_origin(&url, &self.base) {
+                    req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+                }
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| RegistryError::from_transport(&e, url.as_str()))?;
+            if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
+                return Ok(resp);
+            }
+            let location = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .ok_or_else(|| {
+                    RegistryError::broken(format!(
+                        "{url} redirects (HTTP {}) without a Location",
+                        resp.status().as_u16()
+                    ))
+                })?;
+            let next = url.join(location).map_err(|e| {
+                RegistryError::broken(format!(
+                    "{url} redirects to a bad Location {location:?}: {e}"
+                ))
+            })?;
+            if url.scheme() == "https" && next.scheme() != "https" {
+                return Err(RegistryError::broken(format!(
+                    "{url} redirects to {next}, a downgrade from https; refused"
+                )));
+            }
+            if next.scheme() != "http" && next.scheme() != "https" {
+                return Err(RegistryError::broken(format!(
+                    "{url} redirects to {next}; refused"
+                )));
+            }
+            url = next;
+        }
+        Err(RegistryError::broken(format!(
+            "more than {} redirects starting at {url}; refused",
+            self.max_redirects
+        )))
+    }
+}
+
+fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+fn challenge_of(resp: &Response) -> Option<Challenge> {
+    resp.headers()
+        .get_all(reqwest::header::WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(Challenge::parse)
+        .find(|c| !matches!(c, Challenge::Other(_)))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Read a whole body, refusing more than `max` bytes.
+pub async fn read_limited(
+    mut resp: Response,
+    max: usize,
+    url: &Url,
+) -> Result<Vec<u8>, RegistryError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(RegistryError::broken(format!(
+            "{url} sends more than {max} bytes; refused"
+        )));
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| RegistryError::from_transport(&e, url.as_str()))?
+    {
+        if out.len() + chunk.len() > max {
+            return Err(RegistryError::broken(format!(
+                "{url} sends more than {max} bytes; refused"
+            )));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert!(same_origin(
+            &u("https://a.example/v2/"),
+            &u("https://a.example:443/")
+        ));
+        assert!(!same_origin(
+            &u("https://a.example/"),
+            &u("https://cdn.a.example/")
+        ));
+        assert!(!same_origin(
+            &u("http://a.example/"),
+            &u("https://a.example/")
+        ));
+        assert!(!same_origin(
+            &u("http://127.0.0.1:1/"),
+            &u("http://127.0.0.1:2/")
+        ));
+    }
+}
