@@ -10,7 +10,7 @@ use crate::probe::MirrorResult;
 
 fn new_table(header: &[&str], width: Option<u16>) -> Table {
     let mut t = Table::new();
-    t.load_preset(presets::UTF8_HORIZONTAL_ONLY);
+    t.load_preset(presets::UTF8_BORDERS_ONLY);
     t.set_header(header.iter().map(Cell::new));
     match width {
         Some(w) => {

@@ -37,6 +37,7 @@ pub(super) async fn check(
             ),
         ),
     };
+    let err = err.relative_to(client.base().as_str());
     result.status = err.kind.into();
     result.error = Some(err.message);
     None
@@ -57,8 +58,9 @@ async fn run(
     let repo = image.repository.as_str();
 
     set("waiting for /v2/");
-    let ping = client.ping().await?;
-    result.latency = Some(ping.latency);
+    let ping = client.ping().await;
+    result.latency = ping.latency;
+    ping.outcome?;
 
     set("fetching the manifest");
     let top = client

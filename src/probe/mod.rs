@@ -181,6 +181,7 @@ pub async fn probe(
         match sample {
             Ok(bps) => r.throughput_bps = Some(bps),
             Err(e) => {
+                let e = e.relative_to(r.mirror.url.as_str());
                 r.status = e.kind.into();
                 r.error = Some(e.message);
             }

@@ -57,8 +57,11 @@ pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client, RegistryErro
 /// The answer to `GET /v2/`.
 #[derive(Debug, Clone)]
 pub struct Ping {
-    /// Time to the response headers, connection set-up included.
-    pub latency: Duration,
+    /// Time to the response headers, connection set-up included; `None`
+    /// when no response came.
+    pub latency: Option<Duration>,
+    /// Whether the answer is a registry we can pull from anonymously.
+    pub outcome: Result<(), RegistryError>,
 }
 
 /// A manifest as fetched, with the digest of its exact bytes.
@@ -94,11 +97,34 @@ impl RegistryClient {
     }
 
     /// `GET /v2/`: is this a registry, how far away is it, how does it authenticate?
-    pub async fn ping(&self) -> Result<Ping, RegistryError> {
-        let url = self.url("v2/")?;
+    pub async fn ping(&self) -> Ping {
         let start = Instant::now();
-        let resp = self.send(&url, HeaderMap::new(), None).await?;
-        let latency = start.elapsed();
+        let url = match self.url("v2/") {
+            Ok(u) => u,
+            Err(e) => {
+                return Ping {
+                    latency: None,
+                    outcome: Err(e),
+                }
+            }
+        };
+        let resp = match self.send(&url, HeaderMap::new(), None).await {
+            Ok(r) => r,
+            Err(e) => {
+                return Ping {
+                    latency: None,
+                    outcome: Err(e),
+                }
+            }
+        };
+        Ping {
+            latency: Some(start.elapsed()),
+            outcome: self.check_ping(resp, &url).await,
+        }
+    }
+
+    async fn check_ping(&self, resp: Response, url: &Url) -> Result<(), RegistryError> {
+        let url = url.clone();
         let status = resp.status();
         match status {
             StatusCode::OK => {
@@ -117,7 +143,7 @@ impl RegistryClient {
                         format!("{url} answers with {what}, not the registry API"),
                     ));
                 }
-                Ok(Ping { latency })
+                Ok(())
             }
             StatusCode::UNAUTHORIZED => {
                 let challenge = challenge_of(&resp);
@@ -127,7 +153,7 @@ impl RegistryClient {
                 match challenge {
                     Some(c @ Challenge::Bearer { .. }) => {
                         *lock(&self.challenge) = Some(c);
-                        Ok(Ping { latency })
+                        Ok(())
                     }
                     Some(Challenge::Basic { realm }) => Err(RegistryError::new(
                         ErrorKind::Unauthorized,

@@ -49,21 +49,15 @@ impl RegistryError {
         self
     }
 
-    /// Classify a transport error from reqwest, keeping its causes.
+    /// Classify a transport error from reqwest. The message is its root
+    /// cause ("Connection refused", "invalid peer certificate: …"), which
+    /// is what a user can act on; reqwest's outer layers add only noise.
     pub fn from_transport(err: &reqwest::Error, url: &str) -> Self {
-        let mut text = String::new();
-        let mut cause: Option<&dyn std::error::Error> = Some(err);
-        while let Some(e) = cause {
-            let s = e.to_string();
-            if !text.contains(&s) {
-                if !text.is_empty() {
-                    text.push_str(": ");
-                }
-                text.push_str(&s);
-            }
-            cause = e.source();
+        let mut root: &dyn std::error::Error = err;
+        while let Some(next) = root.source() {
+            root = next;
         }
-        let text = text.replace(&format!(" for url ({url})"), "");
+        let cause = root.to_string();
         let kind = if err.is_timeout() {
             ErrorKind::Timeout
         } else if err.is_connect() {
@@ -73,7 +67,22 @@ impl RegistryError {
         } else {
             ErrorKind::Unreachable
         };
-        Self::new(kind, format!("{url}: {text}"))
+        let what = match kind {
+            ErrorKind::Unreachable if err.is_connect() => "cannot connect",
+            ErrorKind::Timeout => "timed out",
+            _ => "transfer failed",
+        };
+        Self::new(kind, format!("{url}: {what}: {cause}"))
+    }
+
+    /// Drop `base` (a mirror's root URL) from the message: the mirror is
+    /// named beside it, so `HTTP 403 from /v2/` says enough.
+    pub fn relative_to(mut self, base: &str) -> Self {
+        let base = base.trim_end_matches('/');
+        if !base.is_empty() {
+            self.message = self.message.replace(base, "");
+        }
+        self
     }
 
     /// An HTTP status that is not what the protocol step needed.

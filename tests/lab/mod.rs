@@ -47,11 +47,22 @@ pub fn require(binary: &str, package: &str) -> PathBuf {
     panic!("{binary} not found: install Debian's {package} (`.ci/run` does) to run the lab tests");
 }
 
+/// A loopback port nothing listens on now, never handed out twice in this
+/// process (the kernel may reissue a just-released port, and two nginx
+/// server blocks on one port would silently share it).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("no free loopback port");
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 fn wait_for_port(port: u16, what: &str, child: &mut Child) {

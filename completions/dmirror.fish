@@ -1,0 +1,50 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_dmirror_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_dmirror_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_dmirror_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_dmirror_using_subcommand
+    set -l cmd (__fish_dmirror_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c dmirror -n "__fish_dmirror_needs_command" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_needs_command" -s V -l version -d 'Print version'
+complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "probe" -d 'Probe every mirror at the registry level and rank the working ones'
+complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "list" -d 'Show the mirror list that `probe` would use, without probing'
+complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l image -d 'Image whose manifest and largest layer are fetched from every mirror' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l platform -d 'Platform to pick from a multi-platform image, as os/arch[/variant]. Defaults to this machine\'s' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l timeout -d 'Time allowed for each mirror\'s health check (/v2/, token, manifest, first blob bytes)' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l budget -d 'Total time spent measuring throughput, shared fairly among healthy mirrors' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l json -d 'Print JSON instead of a table'
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s V -l version -d 'Print version'
+complete -c dmirror -n "__fish_dmirror_using_subcommand list" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand list" -l json -d 'Print JSON instead of a table'
+complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s V -l version -d 'Print version'
+complete -c dmirror -n "__fish_dmirror_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe list completions help" -f -a "probe" -d 'Probe every mirror at the registry level and rank the working ones'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe list completions help" -f -a "list" -d 'Show the mirror list that `probe` would use, without probing'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe list completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe list completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
