@@ -70,3 +70,70 @@ pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror], width: Option<u16>)
     }
     writeln!(out, "{t}")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::probe::Status;
+
+    fn result(
+        name: &str,
+        status: Status,
+        ms: Option<u64>,
+        bps: Option<f64>,
+        error: Option<&str>,
+    ) -> MirrorResult {
+        MirrorResult {
+            mirror: Mirror {
+                name: name.into(),
+                url: "https://m.example".parse().expect("url"),
+                provider: None,
+                notes: Some("a note".into()),
+                enabled: true,
+                insecure: false,
+                upstream: false,
+            },
+            status,
+            latency: ms.map(Duration::from_millis),
+            throughput_bps: bps,
+            digest: None,
+            error: error.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn probe_table_snapshot() {
+        let rows = [
+            result("daocloud", Status::Ok, Some(38), Some(12_345_678.0), None),
+            result(
+                "ustc",
+                Status::Forbidden,
+                Some(61),
+                None,
+                Some("HTTP 403 from /v2/: campus only"),
+            ),
+            result(
+                "nju",
+                Status::Unreachable,
+                None,
+                None,
+                Some("/v2/: cannot connect: Connection refused"),
+            ),
+        ];
+        let mut out = Vec::new();
+        write_probe(&mut out, &rows, None).expect("write");
+        let text = String::from_utf8(out).expect("utf8");
+        let expected = "\
+┌──────────────────────────────────────────────────────────────────────────────────────────────┐
+│ #   mirror     status        latency   throughput   note                                     │
+╞══════════════════════════════════════════════════════════════════════════════════════════════╡
+│ 1   daocloud   ok              38 ms    12.3 MB/s   a note                                   │
+│ 2   ustc       forbidden       61 ms            -   HTTP 403 from /v2/: campus only          │
+│ 3   nju        unreachable         -            -   /v2/: cannot connect: Connection refused │
+└──────────────────────────────────────────────────────────────────────────────────────────────┘
+";
+        assert_eq!(text, expected, "\n{text}");
+    }
+}

@@ -323,8 +323,16 @@ pub enum Front {
     /// A real nginx 502: its upstream port is closed.
     BadGateway,
     /// Bearer token auth with its own token service on another port; when
-    /// `anonymous` is false the token service demands a login.
-    TokenAuth { upstream: u16, anonymous: bool },
+    /// `anonymous` is false the token service demands a login. With `cdn`,
+    /// blob requests that pass the token check are redirected (307) there.
+    TokenAuth {
+        upstream: u16,
+        anonymous: bool,
+        cdn: Option<u16>,
+    },
+    /// A blob CDN: proxies a registry, but refuses (400) any request that
+    /// carries `Authorization`, as a credential leak would.
+    Cdn { upstream: u16 },
     /// Proxies a registry but serves every blob from `file` instead.
     Tampered { upstream: u16, file: PathBuf },
 }
@@ -506,7 +514,14 @@ fn server_block(port: u16, front: &Front, ports: &mut Vec<u16>) -> String {
             let closed = free_port();
             format!("    location / {{\n      proxy_pass http://127.0.0.1:{closed};\n    }}\n")
         }
-        Front::TokenAuth { upstream, anonymous } => {
+        Front::Cdn { upstream } => format!(
+            "    location / {{\n      if ($http_authorization != \"\") {{ return 400 'Authorization was forwarded to another host'; }}\n{}    }}\n",
+            proxy_lines(*upstream)
+        ),
+        Front::TokenAuth { upstream, anonymous, cdn } => {
+            let to_cdn = cdn
+                .map(|port| format!("    location ~ /blobs/ {{\n      if ($http_authorization != \"Bearer {LAB_TOKEN}\") {{ return 401; }}\n      return 307 http://127.0.0.1:{port}$request_uri;\n    }}\n"))
+                .unwrap_or_default();
             let token_port = free_port();
             ports.push(token_port);
             let token_location = if *anonymous {
@@ -517,7 +532,7 @@ fn server_block(port: u16, front: &Front, ports: &mut Vec<u16>) -> String {
                 "    location = /token {\n      default_type application/json;\n      return 401 '{\"details\":\"incorrect username or password\"}';\n    }\n".to_owned()
             };
             format!(
-                "    location /v2/ {{\n      if ($http_authorization != \"Bearer {LAB_TOKEN}\") {{\n        add_header WWW-Authenticate 'Bearer realm=\"http://127.0.0.1:{token_port}/token\",service=\"lab-registry\"' always;\n        add_header Docker-Distribution-API-Version registry/2.0 always;\n        return 401 '{{\"errors\":[{{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication required\"}}]}}';\n      }}\n{}    }}\n  }}\n  server {{\n    listen 127.0.0.1:{token_port};\n{token_location}",
+                "{to_cdn}    location /v2/ {{\n      if ($http_authorization != \"Bearer {LAB_TOKEN}\") {{\n        add_header WWW-Authenticate 'Bearer realm=\"http://127.0.0.1:{token_port}/token\",service=\"lab-registry\"' always;\n        add_header Docker-Distribution-API-Version registry/2.0 always;\n        return 401 '{{\"errors\":[{{\"code\":\"UNAUTHORIZED\",\"message\":\"authentication required\"}}]}}';\n      }}\n{}    }}\n  }}\n  server {{\n    listen 127.0.0.1:{token_port};\n{token_location}",
                 proxy_lines(*upstream)
             )
         }
