@@ -27,6 +27,7 @@ end
 complete -c dmirror -n "__fish_dmirror_needs_command" -s h -l help -d 'Print help'
 complete -c dmirror -n "__fish_dmirror_needs_command" -s V -l version -d 'Print version'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "probe" -d 'Probe every mirror at the registry level and rank the working ones'
+complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "apply" -d 'Probe, then write the best mirrors into dockerd\'s daemon.json, make dockerd take them, verify, and roll back if it does not'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "list" -d 'Show the mirror list that `probe` would use, without probing'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -38,13 +39,29 @@ complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l budget -d 'Tot
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l json -d 'Print JSON instead of a table'
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s h -l help -d 'Print help'
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s V -l version -d 'Print version'
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l image -d 'Image whose manifest and largest layer are fetched from every mirror' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l platform -d 'Platform to pick from a multi-platform image, as os/arch[/variant]. Defaults to this machine\'s' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l timeout -d 'Time allowed for each mirror\'s health check (/v2/, token, manifest, first blob bytes)' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l budget -d 'Total time spent measuring throughput, shared fairly among healthy mirrors' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l top -d 'How many of the best working mirrors to write' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l daemon-json -d 'dockerd\'s configuration file (created if absent)' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l dockerd-pidfile -d 'dockerd\'s pidfile, for the reload signal when systemd does not manage it' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l verify-timeout -d 'How long to wait for the engine to report the new list before rolling back' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l json -d 'Print JSON instead of a table'
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l reload -d 'Make dockerd re-read its configuration (SIGHUP; running containers keep running). The default'
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l restart -d 'Restart dockerd instead (containers without live-restore stop)'
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l dry-run -d 'Show the change to daemon.json and change nothing'
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s V -l version -d 'Print version'
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -l json -d 'Print JSON instead of a table'
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s h -l help -d 'Print help'
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s V -l version -d 'Print version'
 complete -c dmirror -n "__fish_dmirror_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c dmirror -n "__fish_dmirror_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe list completions help" -f -a "probe" -d 'Probe every mirror at the registry level and rank the working ones'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe list completions help" -f -a "list" -d 'Show the mirror list that `probe` would use, without probing'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe list completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe list completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply list completions help" -f -a "probe" -d 'Probe every mirror at the registry level and rank the working ones'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply list completions help" -f -a "apply" -d 'Probe, then write the best mirrors into dockerd\'s daemon.json, make dockerd take them, verify, and roll back if it does not'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply list completions help" -f -a "list" -d 'Show the mirror list that `probe` would use, without probing'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply list completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply list completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -18,6 +18,9 @@ pub struct Cli {
 pub enum Command {
     /// Probe every mirror at the registry level and rank the working ones.
     Probe(ProbeArgs),
+    /// Probe, then write the best mirrors into dockerd's daemon.json, make
+    /// dockerd take them, verify, and roll back if it does not.
+    Apply(ApplyArgs),
     /// Show the mirror list that `probe` would use, without probing.
     List(ListArgs),
     /// Print a shell completion script.
@@ -58,6 +61,41 @@ pub struct ProbeArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub probe: ProbeArgs,
+
+    /// How many of the best working mirrors to write.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub top: u32,
+
+    /// dockerd's configuration file (created if absent).
+    #[arg(long, value_name = "PATH", default_value = "/etc/docker/daemon.json")]
+    pub daemon_json: PathBuf,
+
+    /// Make dockerd re-read its configuration (SIGHUP; running containers
+    /// keep running). The default.
+    #[arg(long, conflicts_with = "restart")]
+    pub reload: bool,
+
+    /// Restart dockerd instead (containers without live-restore stop).
+    #[arg(long)]
+    pub restart: bool,
+
+    /// dockerd's pidfile, for the reload signal when systemd does not manage it.
+    #[arg(long, value_name = "PATH", default_value = "/var/run/docker.pid")]
+    pub dockerd_pidfile: PathBuf,
+
+    /// How long to wait for the engine to report the new list before rolling back.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
+    pub verify_timeout: Duration,
+
+    /// Show the change to daemon.json and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Args)]

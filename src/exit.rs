@@ -13,6 +13,9 @@ pub enum ExitStatus {
     NothingUsable = 1,
     /// Bad usage or configuration: a flag, a file, an image reference.
     Usage = 2,
+    /// `apply` wrote the new list but dockerd did not take it; the previous
+    /// file was restored.
+    RolledBack = 3,
     /// Interrupted by Ctrl-C.
     Interrupted = 130,
 }
@@ -32,6 +35,7 @@ mod tests {
         assert_eq!(ExitStatus::Success as u8, 0);
         assert_eq!(ExitStatus::NothingUsable as u8, 1);
         assert_eq!(ExitStatus::Usage as u8, 2);
+        assert_eq!(ExitStatus::RolledBack as u8, 3);
         assert_eq!(ExitStatus::Interrupted as u8, 130);
     }
 }

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod exit;
 pub mod output;
 pub mod probe;
@@ -57,6 +58,7 @@ pub fn run(cli: Cli) -> ExitStatus {
 async fn dispatch(cli: &Cli) -> CommandResult {
     match &cli.command {
         Command::Probe(args) => commands::probe::run(args).await,
+        Command::Apply(args) => commands::apply::run(args).await,
         Command::List(args) => commands::list::run(args),
         Command::Completions(args) => commands::completions::run(args),
     }

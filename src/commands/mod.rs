@@ -1,6 +1,7 @@
 //! One module per subcommand: each resolves its clap arguments into the
 //! settings the engine sees, runs it, and renders the outcome.
 
+pub mod apply;
 pub mod completions;
 pub mod list;
 pub mod probe;
@@ -17,8 +18,12 @@ pub struct Failure {
 impl Failure {
     /// Bad flags, files or references: exit 2.
     pub fn usage(error: impl Into<anyhow::Error>) -> Self {
+        Self::new(ExitStatus::Usage, error)
+    }
+
+    pub fn new(status: ExitStatus, error: impl Into<anyhow::Error>) -> Self {
         Self {
-            status: ExitStatus::Usage,
+            status,
             error: error.into(),
         }
     }
@@ -51,4 +56,11 @@ pub fn table_width() -> Option<u16> {
     } else {
         None
     }
+}
+
+/// A line for the person at the terminal (or journald): stderr, never stdout,
+/// so JSON on stdout stays clean.
+pub fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }

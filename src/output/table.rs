@@ -52,6 +52,28 @@ pub fn write_probe<W: Write>(
     writeln!(out, "{t}")
 }
 
+/// What apply changed: the old list beside the new one, and the outcome.
+pub fn write_apply<W: Write>(
+    out: &mut W,
+    report: &crate::commands::apply::Report,
+    width: Option<u16>,
+) -> io::Result<()> {
+    let title = format!("registry-mirrors in {}", report.daemon_json.display());
+    let mut t = new_table(&["#", "before", "after"], width);
+    for i in 0..report.old.len().max(report.new.len()) {
+        t.add_row(vec![
+            Cell::new(i + 1).set_alignment(CellAlignment::Right),
+            Cell::new(report.old.get(i).map(String::as_str).unwrap_or("-")),
+            Cell::new(report.new.get(i).map(String::as_str).unwrap_or("-")),
+        ]);
+    }
+    writeln!(out, "\n{title}\n{t}")?;
+    if let Some(a) = &report.action {
+        writeln!(out, "dockerd: {a}")?;
+    }
+    writeln!(out, "{}: {}", report.outcome, report.message)
+}
+
 /// The configured mirror list.
 pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror], width: Option<u16>) -> io::Result<()> {
     let mut t = new_table(&["mirror", "url", "provider", "enabled", "notes"], width);

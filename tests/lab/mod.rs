@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod dockerd;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::Write as _;

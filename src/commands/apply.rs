@@ -1,0 +1,375 @@
+//! `dmirror apply`: probe, take the best working mirrors, merge them into
+//! daemon.json safely, make dockerd take them, check through the Engine API
+//! that it did, and roll back if it did not.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::anyhow;
+use serde::Serialize;
+
+use super::probe::{probe_ranked, resolve};
+use super::{say, table_width, CommandResult, Failure};
+use crate::cli::ApplyArgs;
+use crate::daemon::config_file::DaemonJson;
+use crate::daemon::control::{self, ControlError, DaemonControl, HostControl};
+use crate::daemon::engine::{Endpoint, Engine};
+use crate::daemon::{same_mirrors, write};
+use crate::exit::ExitStatus;
+use crate::output;
+use crate::probe::{MirrorResult, Status};
+
+/// How long a second apply waits for the first to finish.
+const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+/// What apply did, for the table and `--json`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub daemon_json: PathBuf,
+    pub old: Vec<String>,
+    pub new: Vec<String>,
+    /// One of `unchanged`, `dry-run`, `written`, `applied`, `rolled-back`,
+    /// `failed`.
+    pub outcome: &'static str,
+    /// How dockerd was told (`SIGHUP to dockerd (pid 42)`, ...), if it was.
+    pub action: Option<String>,
+    /// What the engine reports running after the change, if it was asked.
+    pub engine_mirrors: Option<Vec<String>>,
+    pub message: String,
+}
+
+struct Current {
+    /// The file's bytes; `None` when it does not exist.
+    bytes: Option<Vec<u8>>,
+    meta: Option<std::fs::Metadata>,
+    doc: DaemonJson,
+}
+
+fn read_current(path: &Path) -> Result<Current, Failure> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => Some(b),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Err(Failure::usage(anyhow!(
+                "cannot read {}: permission denied; run with sudo",
+                path.display()
+            )))
+        }
+        Err(e) => {
+            return Err(Failure::usage(anyhow!(
+                "cannot read {}: {e}",
+                path.display()
+            )))
+        }
+    };
+    let text = match &bytes {
+        Some(b) => std::str::from_utf8(b).map_err(|_| {
+            Failure::usage(anyhow!(
+                "{} is not UTF-8 text; fix it by hand, nothing was changed",
+                path.display()
+            ))
+        })?,
+        None => "",
+    };
+    let doc = DaemonJson::parse(text)
+        .map_err(|e| Failure::usage(anyhow!("{} {e}; nothing was changed", path.display())))?;
+    let meta = std::fs::metadata(path).ok();
+    Ok(Current { bytes, meta, doc })
+}
+
+pub async fn run(args: &ApplyArgs) -> CommandResult {
+    let settings = resolve(&args.probe)?;
+    let path = write::resolve(&args.daemon_json).map_err(|e| {
+        Failure::usage(anyhow!("cannot follow {}: {e}", args.daemon_json.display()))
+    })?;
+    // A file we cannot read, or cannot write, fails before any probing.
+    let first = read_current(&path)?;
+    if !args.dry_run {
+        write::check_writable(&path).map_err(|e| {
+            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+                "; run with sudo"
+            } else {
+                ""
+            };
+            Failure::usage(anyhow!("cannot write {}: {e}{hint}", path.display()))
+        })?;
+    }
+    let control = HostControl {
+        pidfile: args.dockerd_pidfile.clone(),
+        unit: "docker".into(),
+    };
+    if let Some(cmdline) = control
+        .command_line()
+        .filter(|c| control::has_mirror_flag(c))
+    {
+        return Err(Failure::usage(anyhow!(
+            "dockerd runs with --registry-mirror on its command line ({}); a \"registry-mirrors\" key in {} would stop it from starting. Remove the flag from its service first (systemctl edit docker)",
+            cmdline.join(" "),
+            path.display()
+        )));
+    }
+    let endpoint = Endpoint::from_docker_host(std::env::var("DOCKER_HOST").ok().as_deref())
+        .map_err(|e| Failure::usage(anyhow!(e)))?;
+    let engine = Engine::new(endpoint, Duration::from_secs(5));
+    drop(first);
+
+    let results = probe_ranked(&settings).await;
+    let chosen: Vec<String> = results
+        .iter()
+        .filter(|r| r.status == Status::Ok && !r.mirror.upstream)
+        .take(args.top as usize)
+        .map(|r| r.mirror.url.as_str().trim_end_matches('/').to_owned())
+        .collect();
+
+    let mut report = Report {
+        daemon_json: path.clone(),
+        old: Vec::new(),
+        new: chosen.clone(),
+        outcome: "unchanged",
+        action: None,
+        engine_mirrors: None,
+        message: String::new(),
+    };
+    if chosen.is_empty() {
+        report.outcome = "failed";
+        report.message = format!("no mirror is ok; {} was left as it is", path.display());
+        report.new = Vec::new();
+        render(args, &results, &report)?;
+        return Ok(ExitStatus::NothingUsable);
+    }
+
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned();
+    let _lock = (!args.dry_run)
+        .then(|| {
+            write::lock_dir(&dir, LOCK_WAIT, || {
+                say(format!(
+                    "waiting for another dmirror apply to finish with {}",
+                    path.display()
+                ))
+            })
+        })
+        .transpose()
+        .map_err(|e| Failure::new(ExitStatus::NothingUsable, e))?;
+    if !args.dry_run {
+        write::remove_stale_temps(&path);
+    }
+    // Re-read under the lock: another writer may have changed the file.
+    let current = read_current(&path)?;
+    report.old = current.doc.mirrors().unwrap_or_default();
+    let mut doc = current.doc.clone();
+    doc.set_mirrors(&chosen);
+    let new_text = doc.render();
+    let old_text = current
+        .bytes
+        .as_deref()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default()
+        .into_owned();
+
+    if args.dry_run {
+        report.outcome = "dry-run";
+        report.message = if current.bytes.as_deref() == Some(new_text.as_bytes()) {
+            format!(
+                "{} already holds this list; nothing would change",
+                path.display()
+            )
+        } else {
+            let shown = path.display().to_string();
+            let diff = similar::TextDiff::from_lines(&old_text, &new_text);
+            let unified = diff.unified_diff().header(&shown, &shown).to_string();
+            format!("would change {}:\n{}", path.display(), unified.trim_end())
+        };
+        render(args, &results, &report)?;
+        return Ok(ExitStatus::Success);
+    }
+    if current.bytes.as_deref() == Some(new_text.as_bytes()) {
+        report.message = format!(
+            "{} already holds this list; nothing written, dockerd not reloaded",
+            path.display()
+        );
+        render(args, &results, &report)?;
+        return Ok(ExitStatus::Success);
+    }
+
+    if let Some(Err(why)) = validate(&dir, &new_text) {
+        return Err(Failure::new(
+            ExitStatus::NothingUsable,
+            anyhow!(
+                "dockerd --validate rejects the new {}; nothing was changed: {why}",
+                path.display()
+            ),
+        ));
+    }
+    let write_err = |e: std::io::Error| {
+        Failure::new(
+            ExitStatus::NothingUsable,
+            anyhow!("cannot write {}: {e}; nothing was changed", path.display()),
+        )
+    };
+    if let Some(old) = &current.bytes {
+        write::atomic_write(&backup_path(&path), old, current.meta.as_ref()).map_err(write_err)?;
+    }
+    write::atomic_write(&path, new_text.as_bytes(), current.meta.as_ref()).map_err(write_err)?;
+    report.outcome = "written";
+
+    if args.restart {
+        warn_about_containers(&engine).await;
+    }
+    let told = if args.restart {
+        control.restart()
+    } else {
+        control.reload()
+    };
+    match told {
+        Ok(how) => report.action = Some(how),
+        Err(ControlError::NotRunning(why)) => {
+            report.message = format!(
+                "wrote {}; dockerd is not running ({why}), it will use the new list when it starts",
+                path.display()
+            );
+            render(args, &results, &report)?;
+            return Ok(ExitStatus::Success);
+        }
+        Err(ControlError::Failed(why)) => {
+            restore(&path, &current)?;
+            report.outcome = "rolled-back";
+            report.message = format!(
+                "could not make dockerd take the new list ({why}); restored the previous {}",
+                path.display()
+            );
+            render(args, &results, &report)?;
+            return Ok(ExitStatus::RolledBack);
+        }
+    }
+
+    let seen = wait_for(&engine, &chosen, args.verify_timeout).await;
+    match seen {
+        Ok(mirrors) => {
+            report.outcome = "applied";
+            report.engine_mirrors = Some(mirrors);
+            report.message = format!(
+                "dockerd now uses {} mirror(s) from {}",
+                chosen.len(),
+                path.display()
+            );
+            render(args, &results, &report)?;
+            Ok(ExitStatus::Success)
+        }
+        Err((last, why)) => {
+            restore(&path, &current)?;
+            let again = if args.restart {
+                control.restart()
+            } else {
+                control.reload()
+            };
+            report.outcome = "rolled-back";
+            report.engine_mirrors = last;
+            report.message = format!(
+                "dockerd did not take the new list within {} ({why}); restored the previous {}{}",
+                humantime::format_duration(args.verify_timeout),
+                path.display(),
+                match again {
+                    Ok(how) => format!(" and told dockerd again ({how})"),
+                    Err(e) => format!(", but could not tell dockerd again: {e}"),
+                }
+            );
+            render(args, &results, &report)?;
+            Ok(ExitStatus::RolledBack)
+        }
+    }
+}
+
+fn backup_path(path: &Path) -> PathBuf {
+    let mut name = path
+        .file_name()
+        .map(|n| n.to_os_string())
+        .unwrap_or_default();
+    name.push(".dmirror-backup");
+    path.with_file_name(name)
+}
+
+/// Put the previous file back (or remove the new one if there was none).
+fn restore(path: &Path, previous: &Current) -> Result<(), Failure> {
+    let result = match &previous.bytes {
+        Some(b) => write::atomic_write(path, b, previous.meta.as_ref()),
+        None => std::fs::remove_file(path),
+    };
+    result.map_err(|e| {
+        Failure::new(
+            ExitStatus::RolledBack,
+            anyhow!(
+                "could not restore {} ({e}); the previous version is in {}",
+                path.display(),
+                backup_path(path).display()
+            ),
+        )
+    })
+}
+
+/// `dockerd --validate` on the new text, where this dockerd can.
+fn validate(dir: &Path, text: &str) -> Option<Result<(), String>> {
+    control::which("dockerd")?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".dmirror-validate-")
+        .tempfile_in(dir)
+        .or_else(|_| tempfile::NamedTempFile::new())
+        .ok()?;
+    std::fs::write(tmp.path(), text).ok()?;
+    control::validate(tmp.path())
+}
+
+/// Poll the engine until it runs `want`. On failure, the last list seen and why.
+async fn wait_for(
+    engine: &Engine,
+    want: &[String],
+    timeout: Duration,
+) -> Result<Vec<String>, (Option<Vec<String>>, String)> {
+    let start = Instant::now();
+    let mut last: Option<Vec<String>> = None;
+    let mut why: String;
+    loop {
+        match engine.info().await {
+            Ok(info) => {
+                let mirrors = info.registry_config.mirrors.unwrap_or_default();
+                if same_mirrors(&mirrors, want) {
+                    return Ok(mirrors);
+                }
+                why = format!("it still reports {mirrors:?}");
+                last = Some(mirrors);
+            }
+            Err(e) => why = format!("{e}; set DOCKER_HOST if dockerd listens elsewhere"),
+        }
+        if start.elapsed() >= timeout {
+            return Err((last, why));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn warn_about_containers(engine: &Engine) {
+    if let Ok(info) = engine.info().await {
+        if info.containers_running > 0 && !info.live_restore_enabled {
+            say(format!(
+                "warning: restarting dockerd stops {} running container(s) (live-restore is off); --reload would not",
+                info.containers_running
+            ));
+        }
+    }
+}
+
+fn render(args: &ApplyArgs, results: &[MirrorResult], report: &Report) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    if args.probe.json {
+        output::json::write_apply(&mut out, results, report)?;
+    } else {
+        output::table::write_probe(&mut out, results, table_width())?;
+        output::table::write_apply(&mut out, report, table_width())?;
+    }
+    out.flush()?;
+    Ok(())
+}
