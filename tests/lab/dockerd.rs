@@ -13,13 +13,7 @@ use std::time::{Duration, Instant};
 /// loopback (`unshare -n`), unless already inside one. Returns `true` in
 /// the outer process, which must then return: the inner run did the work.
 pub fn isolate(test: &str) -> bool {
-    let dev = std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
-    let only_lo = dev
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next())
-        .all(|name| name.trim() == "lo");
-    if only_lo {
+    if only_loopback() {
         let up = Command::new("ip")
             .args(["link", "set", "lo", "up"])
             .status();
@@ -43,6 +37,35 @@ pub fn isolate(test: &str) -> bool {
         "{test} failed inside its network namespace"
     );
     true
+}
+
+/// `isolate` for a benchmark's `main`: re-run the whole binary inside a
+/// new network namespace. Returns `true` in the outer process.
+pub fn isolate_main() -> bool {
+    if only_loopback() {
+        let up = Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status();
+        assert!(up.is_ok_and(|s| s.success()), "cannot bring up loopback");
+        return false;
+    }
+    let exe = std::env::current_exe().expect("binary");
+    let status = Command::new("unshare")
+        .args(["-n", "--"])
+        .arg(exe)
+        .args(std::env::args().skip(1))
+        .status()
+        .expect("run unshare");
+    assert!(status.success(), "failed inside its network namespace");
+    true
+}
+
+fn only_loopback() -> bool {
+    let dev = std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
+    dev.lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .all(|name| name.trim() == "lo")
 }
 
 pub struct Dockerd {
