@@ -31,6 +31,9 @@ _dmirror() {
             dmirror,probe)
                 cmd="dmirror__subcmd__probe"
                 ;;
+            dmirror,pull)
+                cmd="dmirror__subcmd__pull"
+                ;;
             dmirror__subcmd__help,apply)
                 cmd="dmirror__subcmd__help__subcmd__apply"
                 ;;
@@ -46,6 +49,9 @@ _dmirror() {
             dmirror__subcmd__help,probe)
                 cmd="dmirror__subcmd__help__subcmd__probe"
                 ;;
+            dmirror__subcmd__help,pull)
+                cmd="dmirror__subcmd__help__subcmd__pull"
+                ;;
             *)
                 ;;
         esac
@@ -53,7 +59,7 @@ _dmirror() {
 
     case "${cmd}" in
         dmirror)
-            opts="-h -V --help --version probe apply list completions help"
+            opts="-h -V --help --version probe apply pull list completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -131,7 +137,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__help)
-            opts="probe apply list completions help"
+            opts="probe apply pull list completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -214,6 +220,20 @@ _dmirror() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dmirror__subcmd__help__subcmd__pull)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dmirror__subcmd__list)
             opts="-h -V --mirrors --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -256,6 +276,40 @@ _dmirror() {
                     return 0
                     ;;
                 --budget)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__pull)
+            opts="-h -V --mirrors --platform --output --timeout --connections --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --mirrors)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --platform)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connections)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

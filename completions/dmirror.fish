@@ -28,6 +28,7 @@ complete -c dmirror -n "__fish_dmirror_needs_command" -s h -l help -d 'Print hel
 complete -c dmirror -n "__fish_dmirror_needs_command" -s V -l version -d 'Print version'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "probe" -d 'Probe every mirror at the registry level and rank the working ones'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "apply" -d 'Probe, then write the best mirrors into dockerd\'s daemon.json, make dockerd take them, verify, and roll back if it does not'
+complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "pull" -d 'Pull an image over several mirrors at once, verify every byte, and load it into Docker or write it as an OCI layout or docker-archive'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "list" -d 'Show the mirror list that `probe` would use, without probing'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -54,14 +55,23 @@ complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l restart -d 'Re
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l dry-run -d 'Show the change to daemon.json and change nothing'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s h -l help -d 'Print help'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s V -l version -d 'Print version'
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l platform -d 'Platform to pick from a multi-platform image, as os/arch[/variant]. Defaults to this machine\'s' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l output -d 'Where the image goes: docker (load into the local engine), oci:DIR (an OCI image layout) or docker-archive:FILE (a file docker load reads)' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l timeout -d 'Time allowed for each mirror\'s health check' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l connections -d 'Connections per mirror' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l json -d 'Print a JSON summary instead of text'
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s V -l version -d 'Print version'
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -l json -d 'Print JSON instead of a table'
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s h -l help -d 'Print help'
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s V -l version -d 'Print version'
 complete -c dmirror -n "__fish_dmirror_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c dmirror -n "__fish_dmirror_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply list completions help" -f -a "probe" -d 'Probe every mirror at the registry level and rank the working ones'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply list completions help" -f -a "apply" -d 'Probe, then write the best mirrors into dockerd\'s daemon.json, make dockerd take them, verify, and roll back if it does not'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply list completions help" -f -a "list" -d 'Show the mirror list that `probe` would use, without probing'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply list completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply list completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list completions help" -f -a "probe" -d 'Probe every mirror at the registry level and rank the working ones'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list completions help" -f -a "apply" -d 'Probe, then write the best mirrors into dockerd\'s daemon.json, make dockerd take them, verify, and roll back if it does not'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list completions help" -f -a "pull" -d 'Pull an image over several mirrors at once, verify every byte, and load it into Docker or write it as an OCI layout or docker-archive'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list completions help" -f -a "list" -d 'Show the mirror list that `probe` would use, without probing'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -21,6 +21,9 @@ pub enum Command {
     /// Probe, then write the best mirrors into dockerd's daemon.json, make
     /// dockerd take them, verify, and roll back if it does not.
     Apply(ApplyArgs),
+    /// Pull an image over several mirrors at once, verify every byte, and
+    /// load it into Docker or write it as an OCI layout or docker-archive.
+    Pull(PullArgs),
     /// Show the mirror list that `probe` would use, without probing.
     List(ListArgs),
     /// Print a shell completion script.
@@ -96,6 +99,38 @@ pub struct ApplyArgs {
     /// Show the change to daemon.json and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Image to pull, as Docker reads it (ubuntu, library/ubuntu:24.04, name@sha256:…).
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+
+    #[command(flatten)]
+    pub source: MirrorSource,
+
+    /// Platform to pick from a multi-platform image, as os/arch[/variant].
+    /// Defaults to this machine's.
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+
+    /// Where the image goes: docker (load into the local engine), oci:DIR
+    /// (an OCI image layout) or docker-archive:FILE (a file docker load reads).
+    #[arg(long, value_name = "DEST", default_value = "docker")]
+    pub output: String,
+
+    /// Time allowed for each mirror's health check.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Connections per mirror.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub connections: u32,
+
+    /// Print a JSON summary instead of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

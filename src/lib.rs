@@ -13,6 +13,7 @@ pub mod exit;
 pub mod output;
 pub mod probe;
 mod progress;
+pub mod pull;
 pub mod rank;
 pub mod reference;
 pub mod registry;
@@ -59,6 +60,7 @@ async fn dispatch(cli: &Cli) -> CommandResult {
     match &cli.command {
         Command::Probe(args) => commands::probe::run(args).await,
         Command::Apply(args) => commands::apply::run(args).await,
+        Command::Pull(args) => commands::pull::run(args).await,
         Command::List(args) => commands::list::run(args),
         Command::Completions(args) => commands::completions::run(args),
     }

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod completions;
 pub mod list;
 pub mod probe;
+pub mod pull;
 
 use crate::exit::ExitStatus;
 

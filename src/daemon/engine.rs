@@ -104,20 +104,85 @@ impl Engine {
             .map_err(|e| EngineError::Bad(self.endpoint.clone(), format!("unreadable /info: {e}")))
     }
 
+    async fn connect(&self) -> std::io::Result<Box<dyn Io>> {
+        Ok(match &self.endpoint {
+            Endpoint::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await?),
+            Endpoint::Tcp(h) => Box::new(tokio::net::TcpStream::connect(h.as_str()).await?),
+        })
+    }
+
+    /// `POST /images/load` with a docker-archive streamed from `body`, sent
+    /// with chunked transfer encoding so nothing is buffered whole. Returns
+    /// the engine's own words ("Loaded image: ubuntu:latest").
+    pub async fn load(
+        &self,
+        mut body: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    ) -> Result<String, EngineError> {
+        let io_err = |e: std::io::Error| EngineError::Unreachable(self.endpoint.clone(), e);
+        let mut conn = tokio::time::timeout(self.timeout, self.connect())
+            .await
+            .map_err(|_| EngineError::Timeout(self.endpoint.clone(), self.timeout))?
+            .map_err(io_err)?;
+        let head = format!(
+            "POST /images/load?quiet=1 HTTP/1.1\r\nHost: docker\r\nUser-Agent: dmirror/{}\r\nContent-Type: application/x-tar\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+            env!("CARGO_PKG_VERSION")
+        );
+        conn.write_all(head.as_bytes()).await.map_err(io_err)?;
+        while let Some(chunk) = body.recv().await {
+            if chunk.is_empty() {
+                continue;
+            }
+            conn.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .await
+                .map_err(io_err)?;
+            conn.write_all(&chunk).await.map_err(io_err)?;
+            conn.write_all(b"\r\n").await.map_err(io_err)?;
+        }
+        conn.write_all(b"0\r\n\r\n").await.map_err(io_err)?;
+        conn.flush().await.map_err(io_err)?;
+        let raw = read_all(&mut conn).await.map_err(io_err)?;
+        let bad = |m: String| EngineError::Bad(self.endpoint.clone(), m);
+        let (status, headers, body) =
+            split_response(&raw).ok_or_else(|| bad("a malformed HTTP response".into()))?;
+        let body = if headers
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_vec()
+        };
+        let text = String::from_utf8_lossy(&body);
+        let mut said = Vec::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|_| serde_json::Value::String(line.to_owned()));
+            if let Some(e) = v.get("error").and_then(|e| e.as_str()) {
+                return Err(bad(format!("an error to the image load: {e}")));
+            }
+            match v.get("stream").and_then(|s| s.as_str()) {
+                Some(s) => said.push(s.trim().to_owned()),
+                None => said.push(v.as_str().unwrap_or(line).trim().to_owned()),
+            }
+        }
+        if status != 200 {
+            return Err(bad(format!(
+                "HTTP {status} to the image load: {}",
+                said.join(" ")
+            )));
+        }
+        Ok(said.join("; "))
+    }
+
     async fn get(&self, path: &str) -> Result<Vec<u8>, EngineError> {
         let request = format!(
             "GET {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: dmirror/{}\r\n\r\n",
             env!("CARGO_PKG_VERSION")
         );
         let fut = async {
-            match &self.endpoint {
-                Endpoint::Unix(p) => {
-                    exchange(tokio::net::UnixStream::connect(p).await?, &request).await
-                }
-                Endpoint::Tcp(h) => {
-                    exchange(tokio::net::TcpStream::connect(h.as_str()).await?, &request).await
-                }
-            }
+            let mut conn = self.connect().await?;
+            conn.write_all(request.as_bytes()).await?;
+            read_all(&mut conn).await
         };
         let raw = match tokio::time::timeout(self.timeout, fut).await {
             Err(_) => return Err(EngineError::Timeout(self.endpoint.clone(), self.timeout)),
@@ -125,32 +190,47 @@ impl Engine {
             Ok(Ok(raw)) => raw,
         };
         let bad = |m: String| EngineError::Bad(self.endpoint.clone(), m);
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .ok_or_else(|| bad("a malformed HTTP response".into()))?;
-        let head = String::from_utf8_lossy(&raw[..split]);
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .unwrap_or(0);
-        let body = raw[split + 4..].to_vec();
+        let (status, _, body) =
+            split_response(&raw).ok_or_else(|| bad("a malformed HTTP response".into()))?;
         if status != 200 {
             return Err(bad(format!(
                 "HTTP {status} to {path}: {}",
-                String::from_utf8_lossy(&body).trim()
+                String::from_utf8_lossy(body).trim()
             )));
         }
-        Ok(body)
+        Ok(body.to_vec())
     }
 }
 
-async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
-    mut s: S,
-    request: &str,
-) -> std::io::Result<Vec<u8>> {
-    s.write_all(request.as_bytes()).await?;
+/// A connection to the engine, over a unix socket or TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+fn split_response(raw: &[u8]) -> Option<(u16, String, &[u8])> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, head, &raw[split + 4..]))
+}
+
+/// Undo HTTP/1.1 chunked transfer encoding (trailers ignored).
+fn dechunk(mut body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = body.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&body[..eol]);
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .unwrap_or(0);
+        body = &body[eol + 2..];
+        if size == 0 || size > body.len() {
+            break;
+        }
+        out.extend_from_slice(&body[..size]);
+        body = body.get(size + 2..).unwrap_or(&[]);
+    }
+    out
+}
+
+async fn read_all<S: AsyncRead + Unpin + ?Sized>(s: &mut S) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     loop {
@@ -168,6 +248,17 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunked_bodies_decode() {
+        assert_eq!(
+            dechunk(b"4\r\nWiki\r\n5;x=y\r\npedia\r\n0\r\n\r\n"),
+            b"Wikipedia"
+        );
+        assert_eq!(dechunk(b"zz\r\n"), b"");
+        let (status, _, body) = split_response(b"HTTP/1.1 200 OK\r\nA: b\r\n\r\nbody").unwrap();
+        assert_eq!((status, body), (200, &b"body"[..]));
+    }
 
     #[test]
     fn docker_host_forms() {

@@ -103,7 +103,7 @@ async fn run(
 
     set("waiting for the first bytes of a layer");
     let mut resp = client
-        .blob(repo, &layer.digest, 0)
+        .blob(repo, &layer.digest, None)
         .await
         .map_err(|e| e.context(&format!("layer {}", layer.digest)))?;
     if let Some(len) = resp.content_length() {

@@ -151,6 +151,13 @@ pub async fn probe(
         .filter_map(|(i, h)| h.map(|h| (i, h)))
         .filter(|(i, _)| results[*i].status == Status::Ok)
         .collect();
+    // A zero budget (pull) skips measurement: its downloader adapts to the
+    // mirrors' real speeds as it goes.
+    let to_measure = if settings.budget.is_zero() {
+        Vec::new()
+    } else {
+        to_measure
+    };
     let plan = throughput::Plan::new(to_measure.len(), settings.budget);
     emit(Event::MeasureStarted {
         total: to_measure.len(),

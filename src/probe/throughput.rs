@@ -64,7 +64,7 @@ pub async fn sample(
     let mut first_byte: Option<Instant> = None;
     'copies: while total < max_bytes {
         let resp =
-            match tokio::time::timeout_at(deadline, client.blob(repo, &layer.digest, 0)).await {
+            match tokio::time::timeout_at(deadline, client.blob(repo, &layer.digest, None)).await {
                 Ok(r) => r.map_err(|e| e.context("throughput sample"))?,
                 Err(_) => break,
             };

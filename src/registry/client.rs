@@ -220,13 +220,13 @@ impl RegistryClient {
         })
     }
 
-    /// Start a blob download (optionally from `offset`); the caller streams
-    /// and verifies the body.
+    /// Start a blob download, optionally of the byte range `[start, end)`;
+    /// the caller streams and verifies the body.
     pub async fn blob(
         &self,
         repo: &str,
         blob: &str,
-        offset: u64,
+        range: Option<(u64, u64)>,
     ) -> Result<Response, RegistryError> {
         if !digest::is_valid(blob) {
             return Err(RegistryError::broken(format!(
@@ -235,8 +235,8 @@ impl RegistryClient {
         }
         let url = self.url(&format!("v2/{repo}/blobs/{blob}"))?;
         let mut headers = HeaderMap::new();
-        if offset > 0 {
-            let v = HeaderValue::from_str(&format!("bytes={offset}-"))
+        if let Some((start, end)) = range.filter(|(s, e)| e > s) {
+            let v = HeaderValue::from_str(&format!("bytes={start}-{}", end - 1))
                 .map_err(|e| RegistryError::broken(e.to_string()))?;
             headers.insert(RANGE, v);
         }

@@ -561,3 +561,45 @@ pub fn dmirror(lab: &Lab) -> Command {
         .stdin(Stdio::null());
     cmd
 }
+
+/// A TCP proxy to `upstream` that cuts every connection after `cut_after`
+/// bytes of response, like the free proxies that drop long transfers. No
+/// real part here does that on demand, so this one is in-process.
+pub fn cutting_proxy(upstream: u16, cut_after: usize) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().take(10_000) {
+            let Ok(client) = client else { continue };
+            std::thread::spawn(move || {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    return;
+                };
+                let (Ok(mut c_read), Ok(mut s_write)) = (client.try_clone(), server.try_clone())
+                else {
+                    return;
+                };
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c_read, &mut s_write);
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut s_read, mut c_write) = (server, client);
+                let mut buf = [0u8; 16 * 1024];
+                let mut sent = 0;
+                while sent < cut_after {
+                    let n = match std::io::Read::read(&mut s_read, &mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n.min(cut_after - sent),
+                    };
+                    if c_write.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    sent += n;
+                }
+                let _ = c_write.shutdown(std::net::Shutdown::Both);
+                let _ = s_read.shutdown(std::net::Shutdown::Both);
+            });
+        }
+    });
+    port
+}

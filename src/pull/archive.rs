@@ -1,0 +1,58 @@
+//! The docker-archive format `docker load` reads: `manifest.json`
+//! (`[{Config, RepoTags, Layers}]`), the config, and each layer as stored
+//! (compressed layers are accepted). Written as a stream into any `Write`,
+//! so the same code fills a file or feeds the Engine API.
+
+use std::fs::File;
+use std::io::{self, Write};
+
+use super::image::PulledImage;
+
+fn hex(digest: &str) -> &str {
+    digest.strip_prefix("sha256:").unwrap_or(digest)
+}
+
+fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let mut h = tar::Header::new_ustar();
+    h.set_size(bytes.len() as u64);
+    h.set_mode(0o644);
+    h.set_mtime(0);
+    h.set_cksum();
+    tar.append_data(&mut h, name, bytes)
+}
+
+pub fn write<W: Write>(out: W, image: &PulledImage) -> io::Result<W> {
+    let mut tar = tar::Builder::new(out);
+    let config_name = format!("{}.json", hex(&image.config.digest));
+    let layer_names: Vec<String> = image
+        .layers
+        .iter()
+        .map(|l| format!("{}/layer.tar", hex(&l.digest)))
+        .collect();
+    let manifest = serde_json::json!([{
+        "Config": config_name,
+        "RepoTags": image.repo_tag().into_iter().collect::<Vec<_>>(),
+        "Layers": layer_names,
+    }]);
+    append_bytes(
+        &mut tar,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).map_err(io::Error::other)?,
+    )?;
+    let config = std::fs::read(image.blob_path(&image.config.digest))?;
+    append_bytes(&mut tar, &config_name, &config)?;
+    let mut written = std::collections::HashSet::new();
+    for (layer, name) in image.layers.iter().zip(&layer_names) {
+        if !written.insert(layer.digest.clone()) {
+            continue;
+        }
+        let mut f = File::open(image.blob_path(&layer.digest))?;
+        let mut h = tar::Header::new_ustar();
+        h.set_size(f.metadata()?.len());
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        h.set_cksum();
+        tar.append_data(&mut h, name, &mut f)?;
+    }
+    tar.into_inner()
+}

@@ -1,0 +1,590 @@
+//! Downloading blobs over several mirrors at once.
+//!
+//! Every blob is cut into segments (byte ranges) in one shared queue. Each
+//! mirror runs a few workers that take the next segment, so faster mirrors
+//! take more of the work. When the queue runs dry, an idle worker splits
+//! the largest segment still in flight and takes its tail, sized by the two
+//! mirrors' speeds, so the last bytes do not wait on the slowest mirror. A
+//! segment that fails or stalls goes back to the queue from where it
+//! stopped, and is resumed with `Range` on whichever mirror takes it next.
+//!
+//! A blob is verified (sha256) once all its bytes are written. When it does
+//! not match, each mirror that wrote part of it fetches it whole on its own;
+//! a mirror whose bytes fail is dropped for the rest of the pull.
+
+use std::collections::{HashSet, VecDeque};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::cache::{self, Cache};
+use crate::registry::{RegistryClient, RegistryError};
+
+/// Initial segment size: small enough to spread a layer over mirrors, large
+/// enough that request overhead stays negligible.
+const SEGMENT: u64 = 4 * 1024 * 1024;
+/// Never split a segment into parts smaller than this.
+const MIN_SPLIT: u64 = 512 * 1024;
+/// A transfer that yields no bytes for this long is abandoned and resumed elsewhere.
+const STALL: Duration = Duration::from_secs(10);
+/// Attempts in a row without a single byte before a mirror is dropped.
+const MAX_FAILURES: u32 = 4;
+/// Bound on a blob the verification step fetches whole.
+const WHOLE_FETCH_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A mirror to download from.
+pub struct Source {
+    pub name: String,
+    pub client: RegistryClient,
+}
+
+/// A blob to fetch.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub digest: String,
+    pub size: u64,
+}
+
+/// Live counters for progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Bytes written, per blob (index into the wanted list).
+    pub blob_bytes: Vec<AtomicU64>,
+    /// Bytes received, per source.
+    pub source_bytes: Vec<AtomicU64>,
+    /// Segments in flight, per source.
+    pub source_active: Vec<AtomicUsize>,
+    pub blobs_done: AtomicUsize,
+}
+
+/// How one source fared.
+#[derive(Debug, Clone)]
+pub struct SourceOutcome {
+    pub name: String,
+    pub bytes: u64,
+    pub dropped: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("no mirror is left to fetch {digest} from; {detail}")]
+    NoSources { digest: String, detail: String },
+    #[error("cache: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+struct Seg {
+    blob: usize,
+    pos: AtomicU64,
+    end: AtomicU64,
+    started: Instant,
+    start: u64,
+}
+
+struct BlobState {
+    digest: String,
+    size: u64,
+    file: Mutex<Option<Arc<std::fs::File>>>,
+    /// Segments queued or in flight.
+    outstanding: AtomicUsize,
+    contributors: Mutex<HashSet<usize>>,
+    done_ranges: Mutex<Vec<(u64, u64)>>,
+    done: AtomicBool,
+}
+
+struct SourceState {
+    name: String,
+    client: RegistryClient,
+    failures: AtomicU32,
+    dropped: Mutex<Option<String>>,
+    busy_nanos: AtomicU64,
+    bytes_done: AtomicU64,
+}
+
+impl SourceState {
+    fn is_dropped(&self) -> bool {
+        self.dropped.lock().map(|d| d.is_some()).unwrap_or(true)
+    }
+
+    fn drop_with(&self, reason: String) {
+        if let Ok(mut d) = self.dropped.lock() {
+            d.get_or_insert(reason);
+        }
+    }
+
+    /// Bytes per second over the segments it finished; `None` before any.
+    fn rate(&self) -> Option<f64> {
+        let busy = self.busy_nanos.load(Ordering::Relaxed);
+        (busy > 0).then(|| self.bytes_done.load(Ordering::Relaxed) as f64 / (busy as f64 / 1e9))
+    }
+}
+
+struct Shared {
+    repo: String,
+    cache: Cache,
+    blobs: Vec<BlobState>,
+    sources: Vec<SourceState>,
+    queue: Mutex<VecDeque<(usize, u64, u64)>>,
+    inflight: Mutex<Vec<(usize, Arc<Seg>)>>,
+    remaining: AtomicUsize,
+    notify: Notify,
+    fatal: Mutex<Option<DownloadError>>,
+    progress: Arc<Progress>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Fetch every `wanted` blob into `cache`, over `sources`, with
+/// `per_source` connections each.
+pub async fn fetch_all(
+    cache: &Cache,
+    repo: &str,
+    sources: Vec<Source>,
+    wanted: &[Wanted],
+    per_source: usize,
+    progress: Arc<Progress>,
+) -> Result<Vec<SourceOutcome>, DownloadError> {
+    let mut blobs = Vec::new();
+    let mut queue = VecDeque::new();
+    let mut remaining = 0;
+    for (i, w) in wanted.iter().enumerate() {
+        let state = BlobState {
+            digest: w.digest.clone(),
+            size: w.size,
+            file: Mutex::new(None),
+            outstanding: AtomicUsize::new(0),
+            contributors: Mutex::new(HashSet::new()),
+            done_ranges: Mutex::new(Vec::new()),
+            done: AtomicBool::new(false),
+        };
+        if cache.has_verified(&w.digest, w.size) {
+            state.done.store(true, Ordering::Relaxed);
+            progress.blob_bytes[i].store(w.size, Ordering::Relaxed);
+            progress.blobs_done.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let done = cache.done_ranges(&w.digest, w.size);
+            let already: u64 = done.iter().map(|(s, e)| e - s).sum();
+            progress.blob_bytes[i].store(already, Ordering::Relaxed);
+            *lock(&state.done_ranges) = done.clone();
+            let file = cache.open_partial(&w.digest, w.size)?;
+            *lock(&state.file) = Some(Arc::new(file));
+            let gaps = cache::missing(&done, w.size);
+            if gaps.is_empty() {
+                // Every byte is here from an earlier run: verify it below.
+                queue.push_back((i, w.size, w.size));
+                state.outstanding.store(1, Ordering::Relaxed);
+            }
+            for (s, e) in gaps {
+                let mut at = s;
+                while at < e {
+                    let to = (at + SEGMENT).min(e);
+                    queue.push_back((i, at, to));
+                    state.outstanding.fetch_add(1, Ordering::Relaxed);
+                    at = to;
+                }
+            }
+            remaining += 1;
+        }
+        blobs.push(state);
+    }
+    let shared = Arc::new(Shared {
+        repo: repo.to_owned(),
+        cache: cache.clone(),
+        blobs,
+        sources: sources
+            .into_iter()
+            .map(|s| SourceState {
+                name: s.name,
+                client: s.client,
+                failures: AtomicU32::new(0),
+                dropped: Mutex::new(None),
+                busy_nanos: AtomicU64::new(0),
+                bytes_done: AtomicU64::new(0),
+            })
+            .collect(),
+        queue: Mutex::new(queue),
+        inflight: Mutex::new(Vec::new()),
+        remaining: AtomicUsize::new(remaining),
+        notify: Notify::new(),
+        fatal: Mutex::new(None),
+        progress,
+    });
+
+    let mut workers = Vec::new();
+    for s in 0..shared.sources.len() {
+        for _ in 0..per_source.max(1) {
+            let shared = shared.clone();
+            workers.push(tokio::spawn(async move { worker(shared, s).await }));
+        }
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    let outcomes = shared
+        .sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| SourceOutcome {
+            name: s.name.clone(),
+            bytes: shared.progress.source_bytes[i].load(Ordering::Relaxed),
+            dropped: lock(&s.dropped).clone(),
+        })
+        .collect::<Vec<_>>();
+    if let Some(e) = lock(&shared.fatal).take() {
+        return Err(e);
+    }
+    if shared.remaining.load(Ordering::Acquire) > 0 {
+        let missing = shared
+            .blobs
+            .iter()
+            .find(|b| !b.done.load(Ordering::Acquire));
+        let detail = outcomes
+            .iter()
+            .map(|o| format!("{}: {}", o.name, o.dropped.as_deref().unwrap_or("gave up")))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(DownloadError::NoSources {
+            digest: missing.map(|b| b.digest.clone()).unwrap_or_default(),
+            detail,
+        });
+    }
+    Ok(outcomes)
+}
+
+fn finished(shared: &Shared) -> bool {
+    shared.remaining.load(Ordering::Acquire) == 0
+        || lock(&shared.fatal).is_some()
+        || shared.sources.iter().all(SourceState::is_dropped)
+}
+
+async fn worker(shared: Arc<Shared>, s: usize) {
+    loop {
+        if finished(&shared) || shared.sources[s].is_dropped() {
+            shared.notify.notify_waiters();
+            return;
+        }
+        match next_segment(&shared, s) {
+            Some(seg) => run_segment(&shared, s, seg).await,
+            None => {
+                let _ = tokio::time::timeout(Duration::from_millis(100), shared.notify.notified())
+                    .await;
+            }
+        }
+    }
+}
+
+/// The next queued segment, or the tail of the largest one in flight.
+fn next_segment(shared: &Shared, s: usize) -> Option<Arc<Seg>> {
+    let queued = lock(&shared.queue).pop_front();
+    let seg = match queued {
+        Some((blob, start, end)) => Arc::new(Seg {
+            blob,
+            pos: AtomicU64::new(start),
+            end: AtomicU64::new(end),
+            started: Instant::now(),
+            start,
+        }),
+        None => steal(shared, s)?,
+    };
+    lock(&shared.inflight).push((s, seg.clone()));
+    Some(seg)
+}
+
+fn steal(shared: &Shared, thief: usize) -> Option<Arc<Seg>> {
+    let inflight = lock(&shared.inflight);
+    let (victim, seg) = inflight
+        .iter()
+        .filter(|(owner, _)| *owner != thief)
+        .max_by_key(|(_, seg)| {
+            seg.end
+                .load(Ordering::Acquire)
+                .saturating_sub(seg.pos.load(Ordering::Acquire))
+        })?;
+    let pos = seg.pos.load(Ordering::Acquire);
+    let end = seg.end.load(Ordering::Acquire);
+    let left = end.saturating_sub(pos);
+    if left < 2 * MIN_SPLIT {
+        return None;
+    }
+    let elapsed = seg.started.elapsed().as_secs_f64().max(1e-3);
+    let victim_rate = (pos - seg.start) as f64 / elapsed;
+    let thief_rate = shared.sources[thief].rate().unwrap_or(victim_rate).max(1.0);
+    let victim_rate = victim_rate
+        .max(shared.sources[*victim].rate().unwrap_or(0.0))
+        .max(1.0);
+    let share = (left as f64 * thief_rate / (thief_rate + victim_rate)) as u64;
+    if share < MIN_SPLIT {
+        return None;
+    }
+    let mid = end - share;
+    if seg
+        .end
+        .compare_exchange(end, mid, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return None;
+    }
+    shared.blobs[seg.blob]
+        .outstanding
+        .fetch_add(1, Ordering::AcqRel);
+    Some(Arc::new(Seg {
+        blob: seg.blob,
+        pos: AtomicU64::new(mid),
+        end: AtomicU64::new(end),
+        started: Instant::now(),
+        start: mid,
+    }))
+}
+
+fn leave_inflight(shared: &Shared, seg: &Arc<Seg>) {
+    lock(&shared.inflight).retain(|(_, x)| !Arc::ptr_eq(x, seg));
+}
+
+async fn run_segment(shared: &Arc<Shared>, s: usize, seg: Arc<Seg>) {
+    let blob = &shared.blobs[seg.blob];
+    let source = &shared.sources[s];
+    let begin = Instant::now();
+    let from = seg.pos.load(Ordering::Acquire);
+    shared.progress.source_active[s].fetch_add(1, Ordering::Relaxed);
+    let result = transfer(shared, s, &seg).await;
+    shared.progress.source_active[s].fetch_sub(1, Ordering::Relaxed);
+    let got = seg.pos.load(Ordering::Acquire).saturating_sub(from);
+    leave_inflight(shared, &seg);
+    let pos = seg.pos.load(Ordering::Acquire);
+    let end = seg.end.load(Ordering::Acquire);
+    if got > 0 {
+        lock(&blob.contributors).insert(s);
+        let mut ranges = lock(&blob.done_ranges);
+        ranges.push((from, pos.min(end).max(from)));
+        *ranges = cache::normalise(std::mem::take(&mut *ranges));
+        let _ = shared.cache.record_ranges(&blob.digest, &ranges);
+    }
+    match result {
+        Ok(()) if pos >= end => {
+            source.failures.store(0, Ordering::Relaxed);
+            source
+                .busy_nanos
+                .fetch_add(begin.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            source.bytes_done.fetch_add(got, Ordering::Relaxed);
+            if blob.outstanding.fetch_sub(1, Ordering::AcqRel) == 1 {
+                complete_blob(shared, seg.blob).await;
+            }
+        }
+        other => {
+            // Resume the rest elsewhere (or here, later).
+            lock(&shared.queue).push_front((seg.blob, pos, end));
+            shared.notify.notify_waiters();
+            if got == 0 {
+                let n = source.failures.fetch_add(1, Ordering::AcqRel) + 1;
+                if n >= MAX_FAILURES {
+                    let why = match other {
+                        Err(e) => e.message,
+                        Ok(()) => "transfers ended early".into(),
+                    };
+                    source.drop_with(format!("{n} attempts in a row failed; last: {why}"));
+                }
+            } else {
+                source.failures.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Stream `seg` from source `s` into the blob's partial file.
+async fn transfer(shared: &Shared, s: usize, seg: &Seg) -> Result<(), RegistryError> {
+    let blob = &shared.blobs[seg.blob];
+    let source = &shared.sources[s];
+    let file = lock(&blob.file)
+        .clone()
+        .ok_or_else(|| RegistryError::broken("blob file is gone"))?;
+    let start = seg.pos.load(Ordering::Acquire);
+    let end = seg.end.load(Ordering::Acquire);
+    if start >= end {
+        return Ok(());
+    }
+    let whole = start == 0 && end == blob.size;
+    let range = (!whole).then_some((start, end));
+    let mut resp =
+        tokio::time::timeout(STALL, source.client.blob(&shared.repo, &blob.digest, range))
+            .await
+            .map_err(|_| RegistryError::new(crate::registry::ErrorKind::Timeout, "no answer"))??;
+    if range.is_some() && resp.status().as_u16() != 206 {
+        return Err(RegistryError::broken(format!(
+            "answered a Range request with HTTP {} instead of 206",
+            resp.status().as_u16()
+        )));
+    }
+    loop {
+        let chunk = tokio::time::timeout(STALL, resp.chunk())
+            .await
+            .map_err(|_| {
+                RegistryError::new(crate::registry::ErrorKind::Timeout, "transfer stalled")
+            })?
+            .map_err(|e| RegistryError::from_transport(&e, &blob.digest))?;
+        let Some(chunk) = chunk else {
+            return Ok(());
+        };
+        let pos = seg.pos.load(Ordering::Acquire);
+        let end = seg.end.load(Ordering::Acquire);
+        if pos >= end {
+            return Ok(()); // the rest was taken by a faster mirror
+        }
+        let take = (chunk.len() as u64).min(end - pos) as usize;
+        file.write_at(&chunk[..take], pos)
+            .map_err(|e| RegistryError::broken(format!("cannot write the cache: {e}")))?;
+        seg.pos.store(pos + take as u64, Ordering::Release);
+        shared.progress.blob_bytes[seg.blob].fetch_add(take as u64, Ordering::Relaxed);
+        shared.progress.source_bytes[s].fetch_add(take as u64, Ordering::Relaxed);
+        if take < chunk.len() || pos + take as u64 >= end {
+            return Ok(());
+        }
+    }
+}
+
+/// All bytes of a blob are written: verify, and on a mismatch find the
+/// mirror that lied.
+async fn complete_blob(shared: &Arc<Shared>, b: usize) {
+    let blob = &shared.blobs[b];
+    let cache = shared.cache.clone();
+    let digest = blob.digest.clone();
+    let verdict = tokio::task::spawn_blocking(move || cache.commit(&digest)).await;
+    match verdict {
+        Ok(Ok(Ok(()))) => return finish(shared, b),
+        Ok(Ok(Err(_actual))) => {}
+        Ok(Err(e)) => {
+            lock(&shared.fatal).get_or_insert(DownloadError::Io(e));
+            shared.notify.notify_waiters();
+            return;
+        }
+        Err(e) => {
+            lock(&shared.fatal).get_or_insert(DownloadError::Io(std::io::Error::other(e)));
+            return;
+        }
+    }
+    let contributors: Vec<usize> = lock(&blob.contributors).iter().copied().collect();
+    let already_caught = contributors.iter().any(|c| shared.sources[*c].is_dropped());
+    if !already_caught {
+        for c in contributors {
+            if shared.sources[c].is_dropped() {
+                continue;
+            }
+            match fetch_whole(shared, c, b).await {
+                Ok(true) => return finish(shared, b),
+                Ok(false) => shared.sources[c].drop_with(format!(
+                    "served bytes for {} that do not match its digest; dropped",
+                    blob.digest
+                )),
+                Err(_) => {}
+            }
+        }
+    }
+    // Start the blob over with the mirrors still trusted.
+    shared.cache.discard_partial(&blob.digest);
+    lock(&blob.done_ranges).clear();
+    lock(&blob.contributors).clear();
+    shared.progress.blob_bytes[b].store(0, Ordering::Relaxed);
+    match shared.cache.open_partial(&blob.digest, blob.size) {
+        Ok(f) => *lock(&blob.file) = Some(Arc::new(f)),
+        Err(e) => {
+            lock(&shared.fatal).get_or_insert(DownloadError::Io(e));
+            return;
+        }
+    }
+    let mut queue = lock(&shared.queue);
+    let mut at = 0;
+    let mut n = 0;
+    while at < blob.size {
+        let to = (at + SEGMENT).min(blob.size);
+        queue.push_back((b, at, to));
+        n += 1;
+        at = to;
+    }
+    blob.outstanding.store(n, Ordering::Release);
+    drop(queue);
+    shared.notify.notify_waiters();
+}
+
+fn finish(shared: &Shared, b: usize) {
+    shared.blobs[b].done.store(true, Ordering::Release);
+    *lock(&shared.blobs[b].file) = None;
+    shared.progress.blob_bytes[b].store(shared.blobs[b].size, Ordering::Relaxed);
+    shared.progress.blobs_done.fetch_add(1, Ordering::Relaxed);
+    shared.remaining.fetch_sub(1, Ordering::AcqRel);
+    shared.notify.notify_waiters();
+}
+
+/// Fetch blob `b` whole from source `s` alone and commit it if it verifies.
+/// `Ok(false)`: the source's bytes do not match the digest.
+async fn fetch_whole(shared: &Shared, s: usize, b: usize) -> Result<bool, RegistryError> {
+    let blob = &shared.blobs[b];
+    let source = &shared.sources[s];
+    let tmp = shared
+        .cache
+        .partial_path(&blob.digest)
+        .with_extension(format!("whole-{s}"));
+    let run = async {
+        let mut resp = source.client.blob(&shared.repo, &blob.digest, None).await?;
+        let file = std::fs::File::create(&tmp).map_err(|e| RegistryError::broken(e.to_string()))?;
+        let mut at = 0u64;
+        while let Some(chunk) = tokio::time::timeout(STALL, resp.chunk())
+            .await
+            .map_err(|_| RegistryError::new(crate::registry::ErrorKind::Timeout, "stalled"))?
+            .map_err(|e| RegistryError::from_transport(&e, &blob.digest))?
+        {
+            if at + chunk.len() as u64 > blob.size {
+                return Ok(false);
+            }
+            file.write_at(&chunk, at)
+                .map_err(|e| RegistryError::broken(e.to_string()))?;
+            at += chunk.len() as u64;
+            shared.progress.source_bytes[s].fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        }
+        Ok(true)
+    };
+    let whole = tokio::time::timeout(WHOLE_FETCH_TIMEOUT, run)
+        .await
+        .map_err(|_| {
+            RegistryError::new(crate::registry::ErrorKind::Timeout, "whole fetch timed out")
+        })?;
+    match whole {
+        Ok(true) => {}
+        Ok(false) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Ok(false);
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+    }
+    let cache = shared.cache.clone();
+    let digest = blob.digest.clone();
+    let tmp2 = tmp.clone();
+    match tokio::task::spawn_blocking(move || cache.commit_file(&tmp2, &digest)).await {
+        Ok(Ok(Ok(()))) => {
+            shared.cache.discard_partial(&blob.digest);
+            Ok(true)
+        }
+        Ok(Ok(Err(_))) => Ok(false),
+        _ => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(RegistryError::broken("cannot verify a whole copy"))
+        }
+    }
+}
+
+impl Progress {
+    pub fn new(blobs: usize, sources: usize) -> Self {
+        Self {
+            blob_bytes: (0..blobs).map(|_| AtomicU64::new(0)).collect(),
+            source_bytes: (0..sources).map(|_| AtomicU64::new(0)).collect(),
+            source_active: (0..sources).map(|_| AtomicUsize::new(0)).collect(),
+            blobs_done: AtomicUsize::new(0),
+        }
+    }
+}

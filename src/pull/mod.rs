@@ -1,0 +1,296 @@
+//! `dmirror pull`'s engine: pick mirrors by probing, take the manifest the
+//! fresh mirrors agree on, fetch every blob by digest across all of them at
+//! once (see `download`), verify every byte, and hand the image to an output.
+//! Upstream is the last resort, so a pull never does worse than `docker pull`.
+//!
+//! It produces data and never prints; `commands::pull` renders.
+
+pub mod archive;
+pub mod cache;
+pub mod download;
+pub mod image;
+pub mod oci;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Mirror;
+use crate::probe::{self, MirrorResult, ProbeSettings, Status};
+use crate::rank;
+use crate::reference::{Reference, DOCKER_HUB};
+use crate::registry::client::{http_client, ClientOptions};
+use crate::registry::manifest::{Descriptor, Manifest, Platform};
+use crate::registry::{RegistryClient, RegistryError};
+use cache::Cache;
+use download::{Progress, Source, SourceOutcome, Wanted};
+pub use image::PulledImage;
+
+/// Where a pull's upstream is when the list names none.
+pub const DOCKER_HUB_REGISTRY: &str = "https://registry-1.docker.io";
+
+/// Everything a pull needs, resolved from flags and files.
+#[derive(Debug, Clone)]
+pub struct PullSettings {
+    /// The mirrors to probe (enabled ones), the image, platform and timeout.
+    pub probe: ProbeSettings,
+    /// Where blobs are cached.
+    pub cache_root: std::path::PathBuf,
+    /// Connections per mirror.
+    pub per_source: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PullError {
+    #[error("{0}")]
+    Manifest(String),
+    #[error(transparent)]
+    Download(#[from] download::DownloadError),
+    #[error("cache {0}: {1}")]
+    Cache(std::path::PathBuf, std::io::Error),
+}
+
+/// What happened, for the summary.
+#[derive(Debug, Clone)]
+pub struct PullReport {
+    pub image: PulledImage,
+    pub probe: Vec<MirrorResult>,
+    pub sources: Vec<SourceOutcome>,
+    pub bytes: u64,
+    pub elapsed: Duration,
+    /// Whether upstream had to serve (no mirror could).
+    pub used_upstream: bool,
+}
+
+/// Progress of a pull, for whoever draws it.
+pub enum PullEvent {
+    Probing {
+        mirrors: usize,
+    },
+    Downloading {
+        layers: Vec<Descriptor>,
+        sources: Vec<String>,
+        progress: Arc<Progress>,
+    },
+}
+
+fn upstream_of(mirrors: &[Mirror], image: &Reference) -> Option<Mirror> {
+    if let Some(m) = mirrors.iter().find(|m| m.upstream) {
+        return Some(m.clone());
+    }
+    (image.registry == DOCKER_HUB).then(|| Mirror {
+        name: "docker-hub".into(),
+        url: DOCKER_HUB_REGISTRY.parse().expect("constant URL"),
+        provider: None,
+        notes: None,
+        enabled: true,
+        insecure: false,
+        upstream: true,
+    })
+}
+
+pub async fn pull(
+    settings: &PullSettings,
+    events: impl Fn(PullEvent),
+) -> Result<PullReport, PullError> {
+    let start = Instant::now();
+    let image = settings.probe.image.clone();
+    events(PullEvent::Probing {
+        mirrors: settings.probe.mirrors.len(),
+    });
+    let mut results = probe::probe(&settings.probe, None).await;
+    rank::rank(&mut results);
+
+    let opts = ClientOptions {
+        connect_timeout: settings.probe.timeout,
+        ..ClientOptions::default()
+    };
+    let make = |m: &Mirror| -> Result<Source, RegistryError> {
+        let http = http_client(&ClientOptions {
+            insecure: m.insecure,
+            ..opts.clone()
+        })?;
+        Ok(Source {
+            name: m.name.clone(),
+            client: RegistryClient::new(http, m.url.clone(), opts.max_redirects),
+        })
+    };
+    let fresh: Vec<&MirrorResult> = results.iter().filter(|r| r.status == Status::Ok).collect();
+    let upstream = upstream_of(&settings.probe.mirrors, &image);
+    let mut used_upstream = false;
+    let mut sources: Vec<Source> = fresh.iter().filter_map(|r| make(&r.mirror).ok()).collect();
+    if sources.is_empty() {
+        let up = upstream.as_ref().ok_or_else(|| {
+            PullError::Manifest(format!(
+                "no mirror serves {image} and no upstream registry is known for it"
+            ))
+        })?;
+        sources.push(make(up).map_err(|e| PullError::Manifest(e.message))?);
+        used_upstream = true;
+    }
+    // The fresh mirrors agree on this digest (the probe marked the others stale).
+    let wanted_ref = fresh
+        .first()
+        .and_then(|r| r.digest.clone())
+        .unwrap_or_else(|| image.manifest_ref().to_owned());
+    let (manifest, media_type, digest, config, layers) =
+        fetch_manifest(&sources, &image, &wanted_ref, &settings.probe.platform).await?;
+
+    let cache = Cache::new(settings.cache_root.clone());
+    cache
+        .prepare()
+        .map_err(|e| PullError::Cache(settings.cache_root.clone(), e))?;
+    let _lock =
+        crate::daemon::write::lock_dir(&settings.cache_root, Duration::from_secs(3600), || {})
+            .map_err(|e| {
+                PullError::Cache(
+                    settings.cache_root.clone(),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?;
+    let mut wanted = vec![Wanted {
+        digest: config.digest.clone(),
+        size: config.size,
+    }];
+    for l in &layers {
+        if !wanted.iter().any(|w| w.digest == l.digest) {
+            wanted.push(Wanted {
+                digest: l.digest.clone(),
+                size: l.size,
+            });
+        }
+    }
+    let mut outcomes = Vec::new();
+    let mut attempt = sources;
+    loop {
+        let progress = Arc::new(Progress::new(wanted.len(), attempt.len()));
+        events(PullEvent::Downloading {
+            layers: layers.clone(),
+            sources: attempt.iter().map(|s| s.name.clone()).collect(),
+            progress: progress.clone(),
+        });
+        let result = download::fetch_all(
+            &cache,
+            &image.repository,
+            attempt,
+            &wanted,
+            settings.per_source,
+            progress,
+        )
+        .await;
+        match result {
+            Ok(o) => {
+                outcomes.extend(o);
+                break;
+            }
+            Err(download::DownloadError::NoSources { .. })
+                if !used_upstream && upstream.is_some() =>
+            {
+                // Every mirror failed mid-pull: upstream finishes the job.
+                used_upstream = true;
+                let up = upstream
+                    .as_ref()
+                    .map(make)
+                    .transpose()
+                    .map_err(|e| PullError::Manifest(e.message))?;
+                attempt = up.into_iter().collect();
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let bytes = wanted.iter().map(|w| w.size).sum();
+    Ok(PullReport {
+        image: PulledImage {
+            reference: image,
+            manifest,
+            manifest_media_type: media_type,
+            manifest_digest: digest,
+            config,
+            layers,
+            blob_dir: cache.blobs_dir(),
+        },
+        probe: results,
+        sources: merge_outcomes(outcomes),
+        bytes,
+        elapsed: start.elapsed(),
+        used_upstream,
+    })
+}
+
+fn merge_outcomes(all: Vec<SourceOutcome>) -> Vec<SourceOutcome> {
+    let mut out: Vec<SourceOutcome> = Vec::new();
+    for o in all {
+        match out.iter_mut().find(|x| x.name == o.name) {
+            Some(x) => {
+                x.bytes += o.bytes;
+                if x.dropped.is_none() {
+                    x.dropped = o.dropped;
+                }
+            }
+            None => out.push(o),
+        }
+    }
+    out
+}
+
+type FetchedImage = (Vec<u8>, String, String, Descriptor, Vec<Descriptor>);
+
+/// The platform's manifest, fetched by digest (so verified) from the first
+/// source that serves it.
+async fn fetch_manifest(
+    sources: &[Source],
+    image: &Reference,
+    reference: &str,
+    platform: &Platform,
+) -> Result<FetchedImage, PullError> {
+    let mut errors = Vec::new();
+    for s in sources {
+        match fetch_from(&s.client, image, reference, platform).await {
+            Ok(found) => return Ok(found),
+            Err(e) => errors.push(format!(
+                "{}: {}",
+                s.name,
+                e.relative_to(s.client.base().as_str())
+            )),
+        }
+    }
+    Err(PullError::Manifest(format!(
+        "cannot fetch the manifest of {image}: {}",
+        errors.join("; ")
+    )))
+}
+
+async fn fetch_from(
+    client: &RegistryClient,
+    image: &Reference,
+    reference: &str,
+    platform: &Platform,
+) -> Result<FetchedImage, RegistryError> {
+    let repo = &image.repository;
+    let top = client.manifest(repo, reference).await?;
+    let parsed =
+        Manifest::parse(&top.bytes, top.media_type.as_deref()).map_err(RegistryError::broken)?;
+    let (m, parsed) = match parsed {
+        Manifest::Index { manifests } => {
+            let entry = Manifest::select(&manifests, platform)
+                .ok_or_else(|| RegistryError::broken(format!("{image} has no {platform} image")))?;
+            let m = client.manifest(repo, &entry.digest).await?;
+            let parsed = Manifest::parse(&m.bytes, m.media_type.as_deref())
+                .map_err(RegistryError::broken)?;
+            (m, parsed)
+        }
+        image_manifest => (top, image_manifest),
+    };
+    let Manifest::Image { config, layers } = parsed else {
+        return Err(RegistryError::broken("an index points at another index"));
+    };
+    let media_type = serde_json::from_slice::<serde_json::Value>(&m.bytes)
+        .ok()
+        .and_then(|v| {
+            v.get("mediaType")
+                .and_then(|t| t.as_str())
+                .map(str::to_owned)
+        })
+        .or(m.media_type.clone())
+        .unwrap_or_else(|| crate::registry::manifest::OCI_MANIFEST.to_owned());
+    Ok((m.bytes, media_type, m.digest, config, layers))
+}
