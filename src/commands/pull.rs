@@ -81,6 +81,7 @@ pub async fn run(args: &PullArgs) -> CommandResult {
     let (settings, output) = resolve(args)?;
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let drawer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>> = std::sync::Mutex::new(None);
+    let loader: std::sync::Mutex<Option<Loader>> = std::sync::Mutex::new(None);
     let spinner = multi.add(ProgressBar::new_spinner());
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let events = |e: PullEvent| match e {
@@ -89,12 +90,25 @@ pub async fn run(args: &PullArgs) -> CommandResult {
             spinner.set_message(format!("checking {mirrors} mirrors"));
         }
         PullEvent::Downloading {
-            layers,
+            image,
             sources,
             progress,
         } => {
             spinner.finish_and_clear();
-            let handle = tokio::spawn(draw(multi.clone(), layers, sources, progress, stop.clone()));
+            if output == Output::Docker {
+                if let Ok(mut l) = loader.lock() {
+                    if l.is_none() {
+                        *l = Some(start_load((*image).clone(), stop.clone()));
+                    }
+                }
+            }
+            let handle = tokio::spawn(draw(
+                multi.clone(),
+                image.layers,
+                sources,
+                progress,
+                stop.clone(),
+            ));
             if let Ok(mut d) = drawer.lock() {
                 if let Some(old) = d.replace(handle) {
                     old.abort();
@@ -109,10 +123,83 @@ pub async fn run(args: &PullArgs) -> CommandResult {
         let _ = h.await;
     }
     spinner.finish_and_clear();
-    let report = result.map_err(|e| Failure::new(ExitStatus::NothingUsable, e))?;
-    let written = write_output(&report.image, &output).await?;
+    let loading = loader.lock().ok().and_then(|mut l| l.take());
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(l) = loading {
+                let _ = l.await;
+            }
+            return Err(Failure::new(ExitStatus::NothingUsable, e));
+        }
+    };
+    let written = match loading {
+        Some(l) => l
+            .await
+            .map_err(|e| Failure::new(ExitStatus::NothingUsable, e))?
+            .map_err(|e| Failure::new(ExitStatus::NothingUsable, e))?,
+        None => write_output(&report.image, &output).await?,
+    };
     summarise(args, &report, &written)?;
     Ok(ExitStatus::Success)
+}
+
+/// The image load into the engine, started while the pull still runs.
+type Loader = tokio::task::JoinHandle<anyhow::Result<String>>;
+
+/// Stream a docker-archive of `image` into the engine as its blobs arrive
+/// (each one only once verified). `stop` set with a blob still missing means
+/// the pull failed: the stream is cut and the engine loads nothing.
+fn start_load(image: PulledImage, stop: Arc<std::sync::atomic::AtomicBool>) -> Loader {
+    tokio::spawn(async move {
+        let endpoint = Endpoint::from_docker_host(std::env::var("DOCKER_HOST").ok().as_deref())
+            .map_err(|e| anyhow!(e))?;
+        let engine = Engine::new(endpoint, Duration::from_secs(10));
+        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+        let producer = tokio::task::spawn_blocking(move || {
+            let ready = |path: &std::path::Path| -> std::io::Result<()> {
+                loop {
+                    if path.exists() {
+                        return Ok(());
+                    }
+                    if stop.load(Ordering::Acquire) && !path.exists() {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::Interrupted,
+                            "the pull stopped",
+                        ));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            };
+            let w = ChannelWriter {
+                tx,
+                buf: Vec::with_capacity(CHUNK),
+            };
+            pull::archive::write_as_ready(w, &image, &ready).and_then(|mut w| w.flush())
+        });
+        let load = engine.load(rx);
+        tokio::pin!(load);
+        let mut producer = producer;
+        // If the stream cannot be finished, drop the connection mid-body so
+        // the engine sees a broken upload, never a short archive that ends well.
+        let loaded = tokio::select! {
+            loaded = &mut load => {
+                let produced = (&mut producer).await.map_err(|e| anyhow!(e))?;
+                produced.map_err(|e| anyhow!("cannot stream the image to the engine: {e}"))?;
+                loaded
+            }
+            produced = &mut producer => {
+                produced
+                    .map_err(|e| anyhow!(e))?
+                    .map_err(|e| anyhow!("cannot stream the image to the engine: {e}"))?;
+                load.await
+            }
+        };
+        let said = loaded.map_err(|e| {
+            anyhow!("{e}; the image is in the cache, try --output docker-archive:FILE")
+        })?;
+        Ok(format!("loaded into the Docker engine: {said}"))
+    })
 }
 
 async fn write_output(image: &PulledImage, output: &Output) -> Result<String, Failure> {
@@ -149,29 +236,10 @@ async fn write_output(image: &PulledImage, output: &Output) -> Result<String, Fa
             .map_err(|e| fail(anyhow!("cannot write {}: {e}", file.display())))?;
             Ok(format!("wrote docker-archive {}", file.display()))
         }
-        Output::Docker => {
-            let endpoint = Endpoint::from_docker_host(std::env::var("DOCKER_HOST").ok().as_deref())
-                .map_err(|e| Failure::usage(anyhow!(e)))?;
-            let engine = Engine::new(endpoint, Duration::from_secs(10));
-            let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-            let image2 = image.clone();
-            let producer = tokio::task::spawn_blocking(move || {
-                let w = ChannelWriter {
-                    tx,
-                    buf: Vec::with_capacity(CHUNK),
-                };
-                pull::archive::write(w, &image2).and_then(|mut w| w.flush())
-            });
-            let loaded = engine.load(rx).await;
-            let produced = producer.await.map_err(|e| fail(anyhow!(e)))?;
-            let said = loaded.map_err(|e| {
-                fail(anyhow!(
-                    "{e}; the image is in the cache, try --output docker-archive:FILE"
-                ))
-            })?;
-            produced.map_err(|e| fail(anyhow!("cannot stream the image to the engine: {e}")))?;
-            Ok(format!("loaded into the Docker engine: {said}"))
-        }
+        Output::Docker => Err(Failure::new(
+            ExitStatus::NothingUsable,
+            anyhow!("the image load into the engine never started"),
+        )),
     }
 }
 

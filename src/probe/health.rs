@@ -102,17 +102,27 @@ async fn run(
         .clone();
 
     set("waiting for the first bytes of a layer");
+    // Ask for the first bytes only: a whole layer cut off after 64 KiB
+    // would keep the mirror's link busy with bytes nobody reads.
+    let first = (FIRST_BYTES as u64).min(layer.size);
     let mut resp = client
-        .blob(repo, &layer.digest, None)
+        .blob(repo, &layer.digest, Some((0, first)))
         .await
         .map_err(|e| e.context(&format!("layer {}", layer.digest)))?;
-    if let Some(len) = resp.content_length() {
-        if len != layer.size {
-            return Err(RegistryError::broken(format!(
-                "layer {} is {} bytes, but the mirror sends {len}",
-                layer.digest, layer.size
-            )));
-        }
+    let total = if resp.status().as_u16() == 206 {
+        resp.headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit('/').next())
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    } else {
+        resp.content_length()
+    };
+    if let Some(len) = total.filter(|len| *len != layer.size) {
+        return Err(RegistryError::broken(format!(
+            "layer {} is {} bytes, but the mirror sends {len}",
+            layer.digest, layer.size
+        )));
     }
     let mut hasher = digest::Hasher::default();
     let mut got = 0usize;

@@ -21,7 +21,20 @@ fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, name: &str, bytes: &[u8]) -
     tar.append_data(&mut h, name, bytes)
 }
 
+/// Write the archive of `image`, whose blobs are all in the cache.
 pub fn write<W: Write>(out: W, image: &PulledImage) -> io::Result<W> {
+    write_as_ready(out, image, &|_| Ok(()))
+}
+
+/// Write the archive while the pull is still running: `ready` is called
+/// before each blob is read and returns once that verified blob is in the
+/// cache (or fails to stop the stream). The tar lists blobs in manifest
+/// order, so the engine ingests the first layers while the last download.
+pub fn write_as_ready<W: Write>(
+    out: W,
+    image: &PulledImage,
+    ready: &dyn Fn(&std::path::Path) -> io::Result<()>,
+) -> io::Result<W> {
     let mut tar = tar::Builder::new(out);
     let config_name = format!("{}.json", hex(&image.config.digest));
     let layer_names: Vec<String> = image
@@ -39,6 +52,7 @@ pub fn write<W: Write>(out: W, image: &PulledImage) -> io::Result<W> {
         "manifest.json",
         &serde_json::to_vec(&manifest).map_err(io::Error::other)?,
     )?;
+    ready(&image.blob_path(&image.config.digest))?;
     let config = std::fs::read(image.blob_path(&image.config.digest))?;
     append_bytes(&mut tar, &config_name, &config)?;
     let mut written = std::collections::HashSet::new();
@@ -46,6 +60,7 @@ pub fn write<W: Write>(out: W, image: &PulledImage) -> io::Result<W> {
         if !written.insert(layer.digest.clone()) {
             continue;
         }
+        ready(&image.blob_path(&layer.digest))?;
         let mut f = File::open(image.blob_path(&layer.digest))?;
         let mut h = tar::Header::new_ustar();
         h.set_size(f.metadata()?.len());

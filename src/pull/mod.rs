@@ -66,8 +66,10 @@ pub enum PullEvent {
     Probing {
         mirrors: usize,
     },
+    /// Blobs are being fetched; `image` says where each will appear once
+    /// verified, so an output can start before the last one arrives.
     Downloading {
-        layers: Vec<Descriptor>,
+        image: Box<PulledImage>,
         sources: Vec<String>,
         progress: Arc<Progress>,
     },
@@ -159,12 +161,21 @@ pub async fn pull(
             });
         }
     }
+    let pulled = PulledImage {
+        reference: image.clone(),
+        manifest,
+        manifest_media_type: media_type,
+        manifest_digest: digest,
+        config,
+        layers,
+        blob_dir: cache.blobs_dir(),
+    };
     let mut outcomes = Vec::new();
     let mut attempt = sources;
     loop {
         let progress = Arc::new(Progress::new(wanted.len(), attempt.len()));
         events(PullEvent::Downloading {
-            layers: layers.clone(),
+            image: Box::new(pulled.clone()),
             sources: attempt.iter().map(|s| s.name.clone()).collect(),
             progress: progress.clone(),
         });
@@ -199,15 +210,7 @@ pub async fn pull(
     }
     let bytes = wanted.iter().map(|w| w.size).sum();
     Ok(PullReport {
-        image: PulledImage {
-            reference: image,
-            manifest,
-            manifest_media_type: media_type,
-            manifest_digest: digest,
-            config,
-            layers,
-            blob_dir: cache.blobs_dir(),
-        },
+        image: pulled,
         probe: results,
         sources: merge_outcomes(outcomes),
         bytes,
