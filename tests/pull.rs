@@ -264,13 +264,15 @@ fn docker_output_and_archive_load_into_dockerd() {
     }
     let mut lab = Lab::new();
     let origin = lab.registry("origin");
-    let image = Image::synthetic(44, "amd64", &[3 * MB, MB]);
+    let image = Image::synthetic(44, "amd64", &[MB, MB, MB, MB]);
     origin.push(REPO, "latest", &image);
+    // One slow connection: the layers arrive one after another, so the
+    // engine is handed the leading ones before the last is in.
     let urls = lab.nginx(&[(
         "m",
         Front::Proxy {
             upstream: origin.port,
-            rate: None,
+            rate: Some("2m"),
         },
     )]);
     let mirrors = lab.mirrors_toml("m.toml", &[("m", urls["m"].clone(), "")]);
@@ -279,7 +281,8 @@ fn docker_output_and_archive_load_into_dockerd() {
     let d = Dockerd::start(&lab.path("docker"), &config);
 
     let out = dmirror(&lab)
-        .args(["pull", "small", "--timeout", "2s", "--mirrors"])
+        .args(["pull", "small", "--timeout", "2s", "--connections", "1"])
+        .arg("--mirrors")
         .arg(&mirrors)
         .env("DOCKER_HOST", d.host())
         .output()
@@ -299,6 +302,10 @@ fn docker_output_and_archive_load_into_dockerd() {
     ]);
     let layers: Vec<String> = serde_json::from_slice(&layers.stdout).expect("layers");
     assert_eq!(layers, image.diff_ids);
+    // The partial images used to warm the engine are gone.
+    let all = d.docker(&["images", "--all", "--quiet", "--no-trunc"]);
+    let all = String::from_utf8_lossy(&all.stdout);
+    assert_eq!(all.lines().count(), 1, "images left behind: {all}");
 
     let archive = lab.path("small.tar");
     let (out, _) = pull(

@@ -150,19 +150,25 @@ type Loader = tokio::task::JoinHandle<anyhow::Result<String>>;
 /// Stream a docker-archive of `image` into the engine as its blobs arrive
 /// (each one only once verified). `stop` set with a blob still missing means
 /// the pull failed: the stream is cut and the engine loads nothing.
+///
+/// Alongside, a warmer loads the image's leading layers as soon as they are
+/// all in, as throwaway untagged images: the engine registers those layers
+/// while later ones still download, and the final load, finding them
+/// registered, only has the rest to do. The throwaway images are removed.
 fn start_load(image: PulledImage, stop: Arc<std::sync::atomic::AtomicBool>) -> Loader {
     tokio::spawn(async move {
         let endpoint = Endpoint::from_docker_host(std::env::var("DOCKER_HOST").ok().as_deref())
             .map_err(|e| anyhow!(e))?;
-        let engine = Engine::new(endpoint, Duration::from_secs(10));
-        let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
-        let producer = tokio::task::spawn_blocking(move || {
+        let engine = Arc::new(Engine::new(endpoint, Duration::from_secs(10)));
+        let warmer = tokio::spawn(warm(engine.clone(), image.clone(), stop.clone()));
+        let stop2 = stop.clone();
+        let loaded = stream_load(&engine, move |w| {
             let ready = |path: &std::path::Path| -> std::io::Result<()> {
                 loop {
                     if path.exists() {
                         return Ok(());
                     }
-                    if stop.load(Ordering::Acquire) && !path.exists() {
+                    if stop2.load(Ordering::Acquire) && !path.exists() {
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::Interrupted,
                             "the pull stopped",
@@ -171,35 +177,124 @@ fn start_load(image: PulledImage, stop: Arc<std::sync::atomic::AtomicBool>) -> L
                     std::thread::sleep(Duration::from_millis(20));
                 }
             };
-            let w = ChannelWriter {
-                tx,
-                buf: Vec::with_capacity(CHUNK),
-            };
-            pull::archive::write_as_ready(w, &image, &ready).and_then(|mut w| w.flush())
-        });
-        let load = engine.load(rx);
-        tokio::pin!(load);
-        let mut producer = producer;
-        // If the stream cannot be finished, drop the connection mid-body so
-        // the engine sees a broken upload, never a short archive that ends well.
-        let loaded = tokio::select! {
-            loaded = &mut load => {
-                let produced = (&mut producer).await.map_err(|e| anyhow!(e))?;
-                produced.map_err(|e| anyhow!("cannot stream the image to the engine: {e}"))?;
-                loaded
-            }
-            produced = &mut producer => {
-                produced
-                    .map_err(|e| anyhow!(e))?
-                    .map_err(|e| anyhow!("cannot stream the image to the engine: {e}"))?;
-                load.await
-            }
-        };
-        let said = loaded.map_err(|e| {
-            anyhow!("{e}; the image is in the cache, try --output docker-archive:FILE")
-        })?;
+            pull::archive::write_as_ready(w, &image, &ready)
+        })
+        .await;
+        stop.store(true, Ordering::Release);
+        if let Ok(Some(partial)) = warmer.await {
+            let _ = engine.remove_image(&partial).await;
+        }
+        let said = loaded?;
         Ok(format!("loaded into the Docker engine: {said}"))
     })
+}
+
+/// Feed the archive `produce` writes into `POST /images/load`.
+async fn stream_load<F>(engine: &Engine, produce: F) -> anyhow::Result<String>
+where
+    F: FnOnce(ChannelWriter) -> std::io::Result<ChannelWriter> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let producer = tokio::task::spawn_blocking(move || {
+        let w = ChannelWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        };
+        produce(w).and_then(|mut w| w.flush())
+    });
+    let load = engine.load(rx);
+    tokio::pin!(load);
+    let mut producer = producer;
+    // If the stream cannot be finished, drop the connection mid-body so
+    // the engine sees a broken upload, never a short archive that ends well.
+    let loaded = tokio::select! {
+        loaded = &mut load => {
+            let produced = (&mut producer).await.map_err(|e| anyhow!(e))?;
+            produced.map_err(|e| anyhow!("cannot stream the image to the engine: {e}"))?;
+            loaded
+        }
+        produced = &mut producer => {
+            produced
+                .map_err(|e| anyhow!(e))?
+                .map_err(|e| anyhow!("cannot stream the image to the engine: {e}"))?;
+            load.await
+        }
+    };
+    loaded.map_err(|e| anyhow!("{e}; the image is in the cache, try --output docker-archive:FILE"))
+}
+
+/// Load ever longer runs of the image's leading layers (those fully
+/// downloaded) as untagged images until the last layer is in or `stop` is
+/// set. Returns the ID of the throwaway image still in the engine. Any
+/// failure just ends the warming: the final load does all the work then.
+async fn warm(
+    engine: Arc<Engine>,
+    image: PulledImage,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Option<String> {
+    use sha2::Digest as _;
+    let n = image.layers.len();
+    let mut loaded = 0;
+    let mut partial: Option<String> = None;
+    let mut config: Option<serde_json::Value> = None;
+    while !stop.load(Ordering::Acquire) {
+        let leading = image
+            .layers
+            .iter()
+            .take_while(|l| image.blob_path(&l.digest).exists())
+            .count();
+        if leading >= n {
+            break;
+        }
+        if leading == loaded {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        if config.is_none() {
+            let path = image.blob_path(&image.config.digest);
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+            {
+                Some(c) => config = Some(c),
+                None => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            }
+        }
+        let Some(bytes) = prefix_config(config.as_ref()?, leading) else {
+            break;
+        };
+        let id = format!("sha256:{:x}", sha2::Sha256::digest(&bytes));
+        let img = image.clone();
+        let from = loaded;
+        let warmed = stream_load(&engine, move |w| {
+            pull::archive::write_prefix(w, &img, &bytes, leading, from)
+        })
+        .await;
+        if warmed.is_err() {
+            break;
+        }
+        if let Some(old) = partial.replace(id) {
+            let _ = engine.remove_image(&old).await;
+        }
+        loaded = leading;
+    }
+    partial
+}
+
+/// The image config cut down to its first `layers` layers (no history).
+fn prefix_config(config: &serde_json::Value, layers: usize) -> Option<Vec<u8>> {
+    let mut c = config.clone();
+    let obj = c.as_object_mut()?;
+    obj.remove("history");
+    let ids = obj.get_mut("rootfs")?.get_mut("diff_ids")?.as_array_mut()?;
+    if ids.len() < layers {
+        return None;
+    }
+    ids.truncate(layers);
+    serde_json::to_vec(&c).ok()
 }
 
 async fn write_output(image: &PulledImage, output: &Output) -> Result<String, Failure> {

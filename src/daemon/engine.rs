@@ -174,9 +174,21 @@ impl Engine {
         Ok(said.join("; "))
     }
 
+    /// `DELETE /images/{id}`: remove an image (its layers stay while another
+    /// image uses them).
+    pub async fn remove_image(&self, id: &str) -> Result<(), EngineError> {
+        self.request("DELETE", &format!("/images/{id}"))
+            .await
+            .map(drop)
+    }
+
     async fn get(&self, path: &str) -> Result<Vec<u8>, EngineError> {
+        self.request("GET", path).await
+    }
+
+    async fn request(&self, method: &str, path: &str) -> Result<Vec<u8>, EngineError> {
         let request = format!(
-            "GET {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: dmirror/{}\r\n\r\n",
+            "{method} {path} HTTP/1.0\r\nHost: docker\r\nUser-Agent: dmirror/{}\r\n\r\n",
             env!("CARGO_PKG_VERSION")
         );
         let fut = async {

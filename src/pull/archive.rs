@@ -35,16 +35,45 @@ pub fn write_as_ready<W: Write>(
     image: &PulledImage,
     ready: &dyn Fn(&std::path::Path) -> io::Result<()>,
 ) -> io::Result<W> {
+    ready(&image.blob_path(&image.config.digest))?;
+    let config = std::fs::read(image.blob_path(&image.config.digest))?;
+    let tags: Vec<String> = image.repo_tag().into_iter().collect();
+    write_parts(out, image, &config, &tags, image.layers.len(), 0, ready)
+}
+
+/// The archive of an untagged image made of the first `upto` layers of
+/// `image`, under `config` (whose diff IDs name those layers). Layers
+/// before `from` are left out: the engine must hold them already.
+pub fn write_prefix<W: Write>(
+    out: W,
+    image: &PulledImage,
+    config: &[u8],
+    upto: usize,
+    from: usize,
+) -> io::Result<W> {
+    write_parts(out, image, config, &[], upto, from, &|_| Ok(()))
+}
+
+fn write_parts<W: Write>(
+    out: W,
+    image: &PulledImage,
+    config: &[u8],
+    tags: &[String],
+    upto: usize,
+    from: usize,
+    ready: &dyn Fn(&std::path::Path) -> io::Result<()>,
+) -> io::Result<W> {
+    use sha2::Digest as _;
     let mut tar = tar::Builder::new(out);
-    let config_name = format!("{}.json", hex(&image.config.digest));
-    let layer_names: Vec<String> = image
-        .layers
+    let config_name = format!("{:x}.json", sha2::Sha256::digest(config));
+    let layers = &image.layers[..upto.min(image.layers.len())];
+    let layer_names: Vec<String> = layers
         .iter()
         .map(|l| format!("{}/layer.tar", hex(&l.digest)))
         .collect();
     let manifest = serde_json::json!([{
         "Config": config_name,
-        "RepoTags": image.repo_tag().into_iter().collect::<Vec<_>>(),
+        "RepoTags": tags,
         "Layers": layer_names,
     }]);
     append_bytes(
@@ -52,11 +81,9 @@ pub fn write_as_ready<W: Write>(
         "manifest.json",
         &serde_json::to_vec(&manifest).map_err(io::Error::other)?,
     )?;
-    ready(&image.blob_path(&image.config.digest))?;
-    let config = std::fs::read(image.blob_path(&image.config.digest))?;
-    append_bytes(&mut tar, &config_name, &config)?;
+    append_bytes(&mut tar, &config_name, config)?;
     let mut written = std::collections::HashSet::new();
-    for (layer, name) in image.layers.iter().zip(&layer_names) {
+    for (layer, name) in layers.iter().zip(&layer_names).skip(from) {
         if !written.insert(layer.digest.clone()) {
             continue;
         }
