@@ -105,6 +105,8 @@ fn main() {
                 "--timeout",
                 "3s",
                 "--json",
+                // Each run ranks on its own measurements.
+                "--no-history",
                 "--mirrors",
             ])
             .arg(&file)
@@ -139,7 +141,8 @@ fn main() {
         times[times.len() - 1].as_secs_f64()
     );
     let table = dmirror(&lab)
-        .args(["probe", "--image", "small", "--timeout", "3s", "--mirrors"])
+        .args(["probe", "--format", "table", "--image", "small"])
+        .args(["--timeout", "3s", "--mirrors"])
         .arg(&file)
         .output()
         .expect("run dmirror");

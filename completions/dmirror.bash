@@ -25,6 +25,9 @@ _dmirror() {
             dmirror,help)
                 cmd="dmirror__subcmd__help"
                 ;;
+            dmirror,history)
+                cmd="dmirror__subcmd__history"
+                ;;
             dmirror,list)
                 cmd="dmirror__subcmd__list"
                 ;;
@@ -33,6 +36,9 @@ _dmirror() {
                 ;;
             dmirror,pull)
                 cmd="dmirror__subcmd__pull"
+                ;;
+            dmirror,schedule)
+                cmd="dmirror__subcmd__schedule"
                 ;;
             dmirror__subcmd__help,apply)
                 cmd="dmirror__subcmd__help__subcmd__apply"
@@ -43,6 +49,9 @@ _dmirror() {
             dmirror__subcmd__help,help)
                 cmd="dmirror__subcmd__help__subcmd__help"
                 ;;
+            dmirror__subcmd__help,history)
+                cmd="dmirror__subcmd__help__subcmd__history"
+                ;;
             dmirror__subcmd__help,list)
                 cmd="dmirror__subcmd__help__subcmd__list"
                 ;;
@@ -52,6 +61,33 @@ _dmirror() {
             dmirror__subcmd__help,pull)
                 cmd="dmirror__subcmd__help__subcmd__pull"
                 ;;
+            dmirror__subcmd__help,schedule)
+                cmd="dmirror__subcmd__help__subcmd__schedule"
+                ;;
+            dmirror__subcmd__help__subcmd__schedule,install)
+                cmd="dmirror__subcmd__help__subcmd__schedule__subcmd__install"
+                ;;
+            dmirror__subcmd__help__subcmd__schedule,remove)
+                cmd="dmirror__subcmd__help__subcmd__schedule__subcmd__remove"
+                ;;
+            dmirror__subcmd__schedule,help)
+                cmd="dmirror__subcmd__schedule__subcmd__help"
+                ;;
+            dmirror__subcmd__schedule,install)
+                cmd="dmirror__subcmd__schedule__subcmd__install"
+                ;;
+            dmirror__subcmd__schedule,remove)
+                cmd="dmirror__subcmd__schedule__subcmd__remove"
+                ;;
+            dmirror__subcmd__schedule__subcmd__help,help)
+                cmd="dmirror__subcmd__schedule__subcmd__help__subcmd__help"
+                ;;
+            dmirror__subcmd__schedule__subcmd__help,install)
+                cmd="dmirror__subcmd__schedule__subcmd__help__subcmd__install"
+                ;;
+            dmirror__subcmd__schedule__subcmd__help,remove)
+                cmd="dmirror__subcmd__schedule__subcmd__help__subcmd__remove"
+                ;;
             *)
                 ;;
         esac
@@ -59,7 +95,7 @@ _dmirror() {
 
     case "${cmd}" in
         dmirror)
-            opts="-h -V --help --version probe apply pull list completions help"
+            opts="-h -V --help --version probe apply pull list history schedule completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -73,7 +109,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__apply)
-            opts="-h -V --mirrors --image --platform --timeout --budget --json --top --daemon-json --reload --restart --dockerd-pidfile --verify-timeout --dry-run --help --version"
+            opts="-h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --top --daemon-json --reload --restart --dockerd-pidfile --verify-timeout --margin --dry-run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -99,6 +135,14 @@ _dmirror() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                --textfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --top)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -112,6 +156,10 @@ _dmirror() {
                     return 0
                     ;;
                 --verify-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --margin)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -137,7 +185,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__help)
-            opts="probe apply pull list completions help"
+            opts="probe apply pull list history schedule completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -179,6 +227,20 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__help__subcmd__history)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -234,6 +296,62 @@ _dmirror() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dmirror__subcmd__help__subcmd__schedule)
+            opts="install remove"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__help__subcmd__schedule__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__help__subcmd__schedule__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__history)
+            opts="-h -V --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dmirror__subcmd__list)
             opts="-h -V --mirrors --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -253,7 +371,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__probe)
-            opts="-h -V --mirrors --image --platform --timeout --budget --json --help --version"
+            opts="-h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -276,6 +394,14 @@ _dmirror() {
                     return 0
                     ;;
                 --budget)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                --textfile)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -310,6 +436,124 @@ _dmirror() {
                     return 0
                     ;;
                 --connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__schedule)
+            opts="-h -V --help --version install remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__schedule__subcmd__help)
+            opts="install remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__schedule__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__schedule__subcmd__help__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__schedule__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__schedule__subcmd__install)
+            opts="-h -V --at --cron --dry-run --unit-dir --cron-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unit-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cron-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__schedule__subcmd__remove)
+            opts="-h -V --dry-run --unit-dir --cron-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --unit-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cron-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

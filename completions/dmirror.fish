@@ -30,6 +30,8 @@ complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "probe" -d 'Probe ev
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "apply" -d 'Probe, then write the best mirrors into dockerd\'s daemon.json, make dockerd take them, verify, and roll back if it does not'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "pull" -d 'Pull an image over several mirrors at once, verify every byte, and load it into Docker or write it as an OCI layout or docker-archive'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "list" -d 'Show the mirror list that `probe` would use, without probing'
+complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "history" -d 'Show what past probes found for each mirror'
+complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "schedule" -d 'Install or remove the nightly job (systemd timer or cron) that re-ranks the mirrors and applies the best'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
@@ -37,23 +39,36 @@ complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l image -d 'Imag
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l platform -d 'Platform to pick from a multi-platform image, as os/arch[/variant]. Defaults to this machine\'s' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l timeout -d 'Time allowed for each mirror\'s health check (/v2/, token, manifest, first blob bytes)' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l budget -d 'Total time spent measuring throughput, shared fairly among healthy mirrors' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l json -d 'Print JSON instead of a table'
-complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l format -d 'Output format. Default: a table on a terminal, plain lines (journald, cron) otherwise' -r -f -a "table\t'A table for people'
+plain\t'One key=value line per mirror, for logs'
+json\t'JSON for programs'
+prometheus\t'Prometheus text format'"
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l textfile -d 'Also write the results as Prometheus metrics to PATH, atomically (for node_exporter\'s textfile collector)' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l json -d 'Print JSON (same as --format json)'
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l no-history -d 'Neither use nor record the probe history: rank on this run alone'
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s V -l version -d 'Print version'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l image -d 'Image whose manifest and largest layer are fetched from every mirror' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l platform -d 'Platform to pick from a multi-platform image, as os/arch[/variant]. Defaults to this machine\'s' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l timeout -d 'Time allowed for each mirror\'s health check (/v2/, token, manifest, first blob bytes)' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l budget -d 'Total time spent measuring throughput, shared fairly among healthy mirrors' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l format -d 'Output format. Default: a table on a terminal, plain lines (journald, cron) otherwise' -r -f -a "table\t'A table for people'
+plain\t'One key=value line per mirror, for logs'
+json\t'JSON for programs'
+prometheus\t'Prometheus text format'"
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l textfile -d 'Also write the results as Prometheus metrics to PATH, atomically (for node_exporter\'s textfile collector)' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l top -d 'How many of the best working mirrors to write' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l daemon-json -d 'dockerd\'s configuration file (created if absent)' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l dockerd-pidfile -d 'dockerd\'s pidfile, for the reload signal when systemd does not manage it' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l verify-timeout -d 'How long to wait for the engine to report the new list before rolling back' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l json -d 'Print JSON instead of a table'
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l margin -d 'Keep the configured list when the best list is no more than PERCENT better (measurement noise): nothing written, dockerd not reloaded' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l json -d 'Print JSON (same as --format json)'
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l no-history -d 'Neither use nor record the probe history: rank on this run alone'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l reload -d 'Make dockerd re-read its configuration (SIGHUP; running containers keep running). The default'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l restart -d 'Restart dockerd instead (containers without live-restore stop)'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l dry-run -d 'Show the change to daemon.json and change nothing'
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s V -l version -d 'Print version'
 complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l platform -d 'Platform to pick from a multi-platform image, as os/arch[/variant]. Defaults to this machine\'s' -r
@@ -67,11 +82,38 @@ complete -c dmirror -n "__fish_dmirror_using_subcommand list" -l mirrors -d 'Use
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -l json -d 'Print JSON instead of a table'
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s h -l help -d 'Print help'
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s V -l version -d 'Print version'
+complete -c dmirror -n "__fish_dmirror_using_subcommand history" -l json -d 'Print JSON instead of a table'
+complete -c dmirror -n "__fish_dmirror_using_subcommand history" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_using_subcommand history" -s V -l version -d 'Print version'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and not __fish_seen_subcommand_from install remove help" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and not __fish_seen_subcommand_from install remove help" -s V -l version -d 'Print version'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and not __fish_seen_subcommand_from install remove help" -f -a "install" -d 'Install the nightly job: a systemd service and timer, or with --cron a /etc/cron.d entry, running `dmirror apply --reload`'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and not __fish_seen_subcommand_from install remove help" -f -a "remove" -d 'Remove the nightly job, whichever kind is installed'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and not __fish_seen_subcommand_from install remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -l at -d 'Local time of day to run at, HH:MM (systemd adds up to 30 minutes of random delay, cron a fixed per-machine one)' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -l unit-dir -d 'Where systemd units go' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -l cron-dir -d 'Where the cron entry goes' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -l cron -d 'A /etc/cron.d entry instead of a systemd timer'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -l dry-run -d 'Print what would be installed and change nothing'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -s V -l version -d 'Print version'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from remove" -l unit-dir -d 'Where systemd units go' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from remove" -l cron-dir -d 'Where the cron entry goes' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from remove" -l dry-run -d 'Print what would be removed and change nothing'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from remove" -s V -l version -d 'Print version'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "install" -d 'Install the nightly job: a systemd service and timer, or with --cron a /etc/cron.d entry, running `dmirror apply --reload`'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "remove" -d 'Remove the nightly job, whichever kind is installed'
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dmirror -n "__fish_dmirror_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c dmirror -n "__fish_dmirror_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list completions help" -f -a "probe" -d 'Probe every mirror at the registry level and rank the working ones'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list completions help" -f -a "apply" -d 'Probe, then write the best mirrors into dockerd\'s daemon.json, make dockerd take them, verify, and roll back if it does not'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list completions help" -f -a "pull" -d 'Pull an image over several mirrors at once, verify every byte, and load it into Docker or write it as an OCI layout or docker-archive'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list completions help" -f -a "list" -d 'Show the mirror list that `probe` would use, without probing'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list history schedule completions help" -f -a "probe" -d 'Probe every mirror at the registry level and rank the working ones'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list history schedule completions help" -f -a "apply" -d 'Probe, then write the best mirrors into dockerd\'s daemon.json, make dockerd take them, verify, and roll back if it does not'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list history schedule completions help" -f -a "pull" -d 'Pull an image over several mirrors at once, verify every byte, and load it into Docker or write it as an OCI layout or docker-archive'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list history schedule completions help" -f -a "list" -d 'Show the mirror list that `probe` would use, without probing'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list history schedule completions help" -f -a "history" -d 'Show what past probes found for each mirror'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list history schedule completions help" -f -a "schedule" -d 'Install or remove the nightly job (systemd timer or cron) that re-ranks the mirrors and applies the best'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list history schedule completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and not __fish_seen_subcommand_from probe apply pull list history schedule completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "install" -d 'Install the nightly job: a systemd service and timer, or with --cron a /etc/cron.d entry, running `dmirror apply --reload`'
+complete -c dmirror -n "__fish_dmirror_using_subcommand help; and __fish_seen_subcommand_from schedule" -f -a "remove" -d 'Remove the nightly job, whichever kind is installed'

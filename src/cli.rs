@@ -26,6 +26,12 @@ pub enum Command {
     Pull(PullArgs),
     /// Show the mirror list that `probe` would use, without probing.
     List(ListArgs),
+    /// Show what past probes found for each mirror.
+    History(HistoryArgs),
+    /// Install or remove the nightly job (systemd timer or cron) that
+    /// re-ranks the mirrors and applies the best.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
 }
@@ -61,9 +67,48 @@ pub struct ProbeArgs {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub budget: Duration,
 
-    /// Print JSON instead of a table.
-    #[arg(long)]
+    /// Output format. Default: a table on a terminal, plain lines
+    /// (journald, cron) otherwise.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
+
+    /// Print JSON (same as --format json).
+    #[arg(long, conflicts_with = "format")]
     pub json: bool,
+
+    /// Also write the results as Prometheus metrics to PATH, atomically
+    /// (for node_exporter's textfile collector).
+    #[arg(long, value_name = "PATH")]
+    pub textfile: Option<PathBuf>,
+
+    /// Neither use nor record the probe history: rank on this run alone.
+    #[arg(long)]
+    pub no_history: bool,
+}
+
+impl ProbeArgs {
+    /// The format in effect.
+    pub fn output_format(&self) -> Format {
+        use std::io::IsTerminal;
+        match (self.json, self.format) {
+            (true, _) => Format::Json,
+            (false, Some(f)) => f,
+            (false, None) if std::io::stdout().is_terminal() => Format::Table,
+            (false, None) => Format::Plain,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// A table for people.
+    Table,
+    /// One key=value line per mirror, for logs.
+    Plain,
+    /// JSON for programs.
+    Json,
+    /// Prometheus text format.
+    Prometheus,
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +140,11 @@ pub struct ApplyArgs {
     /// How long to wait for the engine to report the new list before rolling back.
     #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
     pub verify_timeout: Duration,
+
+    /// Keep the configured list when the best list is no more than PERCENT
+    /// better (measurement noise): nothing written, dockerd not reloaded.
+    #[arg(long, value_name = "PERCENT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1000))]
+    pub margin: u32,
 
     /// Show the change to daemon.json and change nothing.
     #[arg(long)]
@@ -141,6 +191,67 @@ pub struct ListArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Install the nightly job: a systemd service and timer, or with --cron
+    /// a /etc/cron.d entry, running `dmirror apply --reload`.
+    Install(ScheduleInstallArgs),
+    /// Remove the nightly job, whichever kind is installed.
+    Remove(ScheduleRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleInstallArgs {
+    /// Local time of day to run at, HH:MM (systemd adds up to 30 minutes of
+    /// random delay, cron a fixed per-machine one).
+    #[arg(long, value_name = "HH:MM", default_value = "03:30")]
+    pub at: String,
+
+    /// A /etc/cron.d entry instead of a systemd timer.
+    #[arg(long)]
+    pub cron: bool,
+
+    /// Print what would be installed and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub places: SchedulePlaces,
+
+    /// Options for the nightly `dmirror apply`, after `--`
+    /// (e.g. -- --top 2 --textfile /var/lib/prometheus/node-exporter/dmirror.prom).
+    #[arg(last = true, value_name = "APPLY_OPTIONS")]
+    pub apply: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleRemoveArgs {
+    /// Print what would be removed and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub places: SchedulePlaces,
+}
+
+#[derive(Debug, Args)]
+pub struct SchedulePlaces {
+    /// Where systemd units go.
+    #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+    pub unit_dir: PathBuf,
+
+    /// Where the cron entry goes.
+    #[arg(long, value_name = "DIR", default_value = "/etc/cron.d")]
+    pub cron_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod exit;
+pub mod history;
 pub mod output;
 pub mod probe;
 mod progress;
@@ -62,6 +63,8 @@ async fn dispatch(cli: &Cli) -> CommandResult {
         Command::Apply(args) => commands::apply::run(args).await,
         Command::Pull(args) => commands::pull::run(args).await,
         Command::List(args) => commands::list::run(args),
+        Command::History(args) => commands::history::run(args),
+        Command::Schedule(c) => commands::schedule::run(c),
         Command::Completions(args) => commands::completions::run(args),
     }
 }

@@ -487,3 +487,110 @@ fn a_kill_mid_write_leaves_a_whole_file() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Issue 5, item 2: the nightly job must not churn. A second apply that
+/// would only swap the configured mirror for one a little faster (within
+/// `--margin`) writes nothing and reloads nothing; one far faster than the
+/// default margin does replace it. (nginx's per-connection cap measures too
+/// coarsely to stage a 15 % difference, hence the wide margin here; the
+/// margin arithmetic itself is unit-tested in `rank`.)
+#[test]
+fn a_second_apply_within_the_noise_margin_changes_nothing() {
+    if isolate("a_second_apply_within_the_noise_margin_changes_nothing") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    let image = Image::synthetic(33, "amd64", &[8 * 1024 * 1024]);
+    origin.push(REPO, "latest", &image);
+    let proxy = |rate| Front::Proxy {
+        upstream: origin.port,
+        rate,
+    };
+    let urls = lab.nginx(&[
+        ("a", proxy(Some("1m"))),
+        ("b", proxy(Some("3m"))),
+        ("c", proxy(None)),
+    ]);
+    let list = |file: &str, names: &[&str]| {
+        let entries: Vec<(&str, String, &str)> =
+            names.iter().map(|n| (*n, urls[*n].clone(), "")).collect();
+        lab.mirrors_toml(file, &entries)
+    };
+    let only_a = list("a.toml", &["a"]);
+    let a_b = list("ab.toml", &["a", "b"]);
+    let a_b_c = list("abc.toml", &["a", "b", "c"]);
+    let config = lab.path("daemon.json");
+    std::fs::write(&config, "{\"log-level\": \"warn\"}\n").expect("write");
+    let d = Dockerd::start(&lab.path("docker"), &config);
+    let run = |mirrors: &Path, extra: &[&str]| {
+        let out = dmirror(&lab)
+            .args([
+                "apply",
+                "--image",
+                "small",
+                "--timeout",
+                "2s",
+                "--budget",
+                "3s",
+            ])
+            .args(["--top", "1", "--json", "--mirrors"])
+            .arg(mirrors)
+            .arg("--daemon-json")
+            .arg(&config)
+            .arg("--dockerd-pidfile")
+            .arg(&d.pidfile)
+            .args(extra)
+            .env("DOCKER_HOST", d.host())
+            .output()
+            .expect("run dmirror apply");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")
+    };
+    let first = run(&only_a, &[]);
+    assert_eq!(first["apply"]["outcome"], "applied", "{first}");
+    assert_eq!(first["apply"]["new"], serde_json::json!([urls["a"]]));
+    let written = std::fs::read(&config).expect("read");
+    let modified = std::fs::metadata(&config).expect("stat").modified().ok();
+    let reloads = d.log_text().matches("Reloaded configuration").count();
+
+    // b ranks first, but within a margin this wide a's list stays.
+    let second = run(&a_b, &["--margin", "400"]);
+    assert_eq!(second["mirrors"][0]["name"], "b", "{second}");
+    assert_eq!(second["apply"]["outcome"], "unchanged", "{second}");
+    assert_eq!(second["apply"]["new"], serde_json::json!([urls["a"]]));
+    assert!(
+        second["apply"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("within 400%"),
+        "{second}"
+    );
+    assert_eq!(std::fs::read(&config).expect("read"), written);
+    assert_eq!(
+        std::fs::metadata(&config).expect("stat").modified().ok(),
+        modified
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        d.log_text().matches("Reloaded configuration").count(),
+        reloads,
+        "dockerd was reloaded for nothing"
+    );
+
+    // c is unthrottled: far beyond the default 20 % margin.
+    let third = run(&a_b_c, &[]);
+    assert_eq!(third["apply"]["outcome"], "applied", "{third}");
+    assert_eq!(third["apply"]["new"], serde_json::json!([urls["c"]]));
+    let engine: Vec<String> = d
+        .mirrors()
+        .iter()
+        .map(|m| m.trim_end_matches('/').to_owned())
+        .collect();
+    assert_eq!(engine, [urls["c"].clone()]);
+}

@@ -516,7 +516,7 @@ fn nothing_usable_exits_1_with_a_table() {
         )],
     );
     let out = dmirror(&lab)
-        .args(["probe", "--timeout", "1s", "--mirrors"])
+        .args(["probe", "--format", "table", "--timeout", "1s", "--mirrors"])
         .arg(&file)
         .output()
         .expect("run");

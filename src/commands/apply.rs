@@ -9,16 +9,17 @@ use std::time::{Duration, Instant};
 use anyhow::anyhow;
 use serde::Serialize;
 
-use super::probe::{probe_ranked, resolve};
+use super::probe::{probe_ranked, resolve, write_textfile, Ranked};
 use super::{say, table_width, CommandResult, Failure};
-use crate::cli::ApplyArgs;
+use crate::cli::{ApplyArgs, Format};
 use crate::daemon::config_file::DaemonJson;
 use crate::daemon::control::{self, ControlError, DaemonControl, HostControl};
 use crate::daemon::engine::{Endpoint, Engine};
 use crate::daemon::{same_mirrors, write};
 use crate::exit::ExitStatus;
 use crate::output;
-use crate::probe::{MirrorResult, Status};
+use crate::probe::Status;
+use crate::rank;
 
 /// How long a second apply waits for the first to finish.
 const LOCK_WAIT: Duration = Duration::from_secs(120);
@@ -114,8 +115,9 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
     let engine = Engine::new(endpoint, Duration::from_secs(5));
     drop(first);
 
-    let results = probe_ranked(&settings).await;
-    let chosen: Vec<String> = results
+    let ranked = probe_ranked(&settings, &args.probe).await;
+    let chosen: Vec<String> = ranked
+        .results
         .iter()
         .filter(|r| r.status == Status::Ok && !r.mirror.upstream)
         .take(args.top as usize)
@@ -135,7 +137,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
         report.outcome = "failed";
         report.message = format!("no mirror is ok; {} was left as it is", path.display());
         report.new = Vec::new();
-        render(args, &results, &report)?;
+        render(args, &ranked, &report)?;
         return Ok(ExitStatus::NothingUsable);
     }
 
@@ -161,6 +163,15 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
     // Re-read under the lock: another writer may have changed the file.
     let current = read_current(&path)?;
     report.old = current.doc.mirrors().unwrap_or_default();
+    if let Some(why) = keep_configured(&ranked, &report.old, &chosen, args.margin) {
+        report.new = report.old.clone();
+        report.message = format!(
+            "{why}; {} left as it is, dockerd not reloaded",
+            path.display()
+        );
+        render(args, &ranked, &report)?;
+        return Ok(ExitStatus::Success);
+    }
     let mut doc = current.doc.clone();
     doc.set_mirrors(&chosen);
     let new_text = doc.render();
@@ -184,7 +195,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
             let unified = diff.unified_diff().header(&shown, &shown).to_string();
             format!("would change {}:\n{}", path.display(), unified.trim_end())
         };
-        render(args, &results, &report)?;
+        render(args, &ranked, &report)?;
         return Ok(ExitStatus::Success);
     }
     if current.bytes.as_deref() == Some(new_text.as_bytes()) {
@@ -192,7 +203,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
             "{} already holds this list; nothing written, dockerd not reloaded",
             path.display()
         );
-        render(args, &results, &report)?;
+        render(args, &ranked, &report)?;
         return Ok(ExitStatus::Success);
     }
 
@@ -232,7 +243,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
                 "wrote {}; dockerd is not running ({why}), it will use the new list when it starts",
                 path.display()
             );
-            render(args, &results, &report)?;
+            render(args, &ranked, &report)?;
             return Ok(ExitStatus::Success);
         }
         Err(ControlError::Failed(why)) => {
@@ -242,7 +253,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
                 "could not make dockerd take the new list ({why}); restored the previous {}",
                 path.display()
             );
-            render(args, &results, &report)?;
+            render(args, &ranked, &report)?;
             return Ok(ExitStatus::RolledBack);
         }
     }
@@ -257,7 +268,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
                 chosen.len(),
                 path.display()
             );
-            render(args, &results, &report)?;
+            render(args, &ranked, &report)?;
             Ok(ExitStatus::Success)
         }
         Err((last, why)) => {
@@ -278,10 +289,44 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
                     Err(e) => format!(", but could not tell dockerd again: {e}"),
                 }
             );
-            render(args, &results, &report)?;
+            render(args, &ranked, &report)?;
             Ok(ExitStatus::RolledBack)
         }
     }
+}
+
+/// Hysteresis: why the configured list should stay although `chosen`
+/// ranks better, or `None` to go ahead.
+fn keep_configured(
+    ranked: &Ranked,
+    configured: &[String],
+    chosen: &[String],
+    margin_percent: u32,
+) -> Option<String> {
+    if same_mirrors(configured, chosen) {
+        return None;
+    }
+    let seconds = |url: &str| {
+        ranked
+            .results
+            .iter()
+            .find(|r| {
+                r.status == Status::Ok
+                    && !r.mirror.upstream
+                    && same_mirrors(&[r.mirror.url.to_string()], &[url.to_owned()])
+            })
+            .and_then(|r| ranked.seconds(r))
+    };
+    let configured_secs: Vec<Option<f64>> = configured.iter().map(|u| seconds(u)).collect();
+    let best: Vec<f64> = chosen.iter().filter_map(|u| seconds(u)).collect();
+    (best.len() == chosen.len()
+        && rank::within_margin(&configured_secs, &best, f64::from(margin_percent) / 100.0))
+    .then(|| {
+        format!(
+            "unchanged: the configured mirrors all work and are within {margin_percent}% of the best ranked ({})",
+            chosen.join(", ")
+        )
+    })
 }
 
 fn backup_path(path: &Path) -> PathBuf {
@@ -362,13 +407,27 @@ async fn warn_about_containers(engine: &Engine) {
     }
 }
 
-fn render(args: &ApplyArgs, results: &[MirrorResult], report: &Report) -> Result<(), Failure> {
+fn render(args: &ApplyArgs, ranked: &Ranked, report: &Report) -> Result<(), Failure> {
+    let results = &ranked.results;
+    let metrics = || {
+        output::prometheus::probe(results, ranked.history.as_ref(), ranked.at)
+            + &output::prometheus::apply(report)
+    };
+    if let Some(path) = &args.probe.textfile {
+        write_textfile(path, &metrics())?;
+    }
     let mut out = std::io::stdout().lock();
-    if args.probe.json {
-        output::json::write_apply(&mut out, results, report)?;
-    } else {
-        output::table::write_probe(&mut out, results, table_width())?;
-        output::table::write_apply(&mut out, report, table_width())?;
+    match args.probe.output_format() {
+        Format::Json => output::json::write_apply(&mut out, results, report)?,
+        Format::Table => {
+            output::table::write_probe(&mut out, results, table_width())?;
+            output::table::write_apply(&mut out, report, table_width())?;
+        }
+        Format::Plain => {
+            output::plain::write_probe(&mut out, results)?;
+            output::plain::write_apply(&mut out, report)?;
+        }
+        Format::Prometheus => out.write_all(metrics().as_bytes())?,
     }
     out.flush()?;
     Ok(())

@@ -3,9 +3,11 @@
 
 pub mod apply;
 pub mod completions;
+pub mod history;
 pub mod list;
 pub mod probe;
 pub mod pull;
+pub mod schedule;
 
 use crate::exit::ExitStatus;
 

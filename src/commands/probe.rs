@@ -2,12 +2,14 @@
 //! engine with progress on stderr, rank, render.
 
 use std::io::Write;
+use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
 
-use super::{load_mirrors, table_width, CommandResult, Failure};
-use crate::cli::ProbeArgs;
+use super::{load_mirrors, say, table_width, CommandResult, Failure};
+use crate::cli::{Format, ProbeArgs};
 use crate::exit::ExitStatus;
+use crate::history::{self, History};
 use crate::output;
 use crate::probe::{self, MirrorResult, ProbeSettings, Status};
 use crate::rank;
@@ -53,24 +55,84 @@ pub fn resolve(args: &ProbeArgs) -> Result<ProbeSettings, Failure> {
     })
 }
 
-/// Probe and rank, with progress on stderr.
-pub async fn probe_ranked(settings: &ProbeSettings) -> Vec<MirrorResult> {
+/// A ranked probe and the history it was ranked with.
+pub struct Ranked {
+    pub results: Vec<MirrorResult>,
+    /// `None` with `--no-history` or without a state directory.
+    pub history: Option<History>,
+    pub at: SystemTime,
+}
+
+impl Ranked {
+    /// A mirror's record over its recent runs, this one included.
+    pub fn track(&self, name: &str) -> Option<rank::Track> {
+        track(self.history.as_ref()?, name)
+    }
+
+    /// The seconds the ranking put on a result (lower is better).
+    pub fn seconds(&self, r: &MirrorResult) -> Option<f64> {
+        rank::effective_seconds(r, self.track(&r.mirror.name).as_ref())
+    }
+}
+
+fn track(history: &History, name: &str) -> Option<rank::Track> {
+    let s = history.summary(name)?;
+    Some(rank::Track {
+        ok_ratio: s.success_ratio(),
+        throughput_bps: s.throughput_bps,
+        latency: s.latency_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0)),
+    })
+}
+
+/// Probe, record the run in the history, and rank with it; progress on
+/// stderr.
+pub async fn probe_ranked(settings: &ProbeSettings, args: &ProbeArgs) -> Ranked {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let drawer = tokio::spawn(crate::progress::draw(rx));
     let mut results = probe::probe(settings, Some(tx)).await;
     let _ = drawer.await;
-    rank::rank(&mut results);
-    results
+    let at = SystemTime::now();
+    let history = if args.no_history {
+        None
+    } else {
+        history::default_dir()
+            .map(|dir| history::Store::new(dir).update(&results, at, &mut |w| say(w)))
+    };
+    match &history {
+        Some(h) => rank::rank_with(&mut results, |name| track(h, name)),
+        None => rank::rank(&mut results),
+    }
+    Ranked {
+        results,
+        history,
+        at,
+    }
+}
+
+/// Write `--textfile`, atomically, world-readable.
+pub fn write_textfile(path: &std::path::Path, metrics: &str) -> Result<(), Failure> {
+    crate::daemon::write::atomic_write(path, metrics.as_bytes(), None).map_err(|e| {
+        Failure::new(
+            ExitStatus::NothingUsable,
+            anyhow!("cannot write the metrics to {}: {e}", path.display()),
+        )
+    })
 }
 
 pub async fn run(args: &ProbeArgs) -> CommandResult {
     let settings = resolve(args)?;
-    let results = probe_ranked(&settings).await;
+    let ranked = probe_ranked(&settings, args).await;
+    let results = &ranked.results;
+    let metrics = || output::prometheus::probe(results, ranked.history.as_ref(), ranked.at);
+    if let Some(path) = &args.textfile {
+        write_textfile(path, &metrics())?;
+    }
     let mut out = std::io::stdout().lock();
-    if args.json {
-        output::json::write_probe(&mut out, &results)?;
-    } else {
-        output::table::write_probe(&mut out, &results, table_width())?;
+    match args.output_format() {
+        Format::Json => output::json::write_probe(&mut out, results)?,
+        Format::Table => output::table::write_probe(&mut out, results, table_width())?,
+        Format::Plain => output::plain::write_probe(&mut out, results)?,
+        Format::Prometheus => out.write_all(metrics().as_bytes())?,
     }
     out.flush()?;
     Ok(if results.iter().any(|r| r.status == Status::Ok) {

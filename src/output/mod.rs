@@ -2,6 +2,8 @@
 //! for programs. They write into any `Write`, so tests can read them.
 
 pub mod json;
+pub mod plain;
+pub mod prometheus;
 pub mod table;
 
 use std::time::Duration;

@@ -1,0 +1,84 @@
+//! Plain lines for logs (journald, cron mail): one `key=value` line per
+//! mirror, logfmt style, so they read well and grep well.
+
+use std::io::{self, Write};
+
+use crate::probe::MirrorResult;
+
+/// A logfmt value: bare when it can be, else quoted with `\"`, `\\`, `\n`.
+pub fn value(v: &str) -> String {
+    if !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '=' && c != '\\')
+    {
+        return v.to_owned();
+    }
+    let mut s = String::with_capacity(v.len() + 2);
+    s.push('"');
+    for c in v.chars() {
+        match c {
+            '"' => s.push_str("\\\""),
+            '\\' => s.push_str("\\\\"),
+            '\n' => s.push_str("\\n"),
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+    s
+}
+
+pub fn write_probe<W: Write>(out: &mut W, results: &[MirrorResult]) -> io::Result<()> {
+    for (i, r) in results.iter().enumerate() {
+        write!(
+            out,
+            "rank={} mirror={} status={} url={}",
+            i + 1,
+            value(&r.mirror.name),
+            r.status,
+            value(r.mirror.url.as_str())
+        )?;
+        if let Some(l) = r.latency {
+            write!(out, " latency_ms={}", l.as_millis())?;
+        }
+        if let Some(b) = r.throughput_bps {
+            write!(out, " throughput_bps={}", b.round() as u64)?;
+        }
+        if let Some(e) = &r.error {
+            write!(out, " error={}", value(e))?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+pub fn write_apply<W: Write>(
+    out: &mut W,
+    report: &crate::commands::apply::Report,
+) -> io::Result<()> {
+    write!(
+        out,
+        "apply outcome={} daemon_json={} old={} new={}",
+        report.outcome,
+        value(&report.daemon_json.display().to_string()),
+        value(&report.old.join(",")),
+        value(&report.new.join(","))
+    )?;
+    if let Some(a) = &report.action {
+        write!(out, " action={}", value(a))?;
+    }
+    writeln!(out, " message={}", value(&report.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_quoted_only_when_needed() {
+        assert_eq!(value("ok"), "ok");
+        assert_eq!(value("http://a:5000"), "http://a:5000");
+        assert_eq!(value(""), "\"\"");
+        assert_eq!(value("HTTP 403: \"no\""), "\"HTTP 403: \\\"no\\\"\"");
+        assert_eq!(value("a\nb"), "\"a\\nb\"");
+    }
+}
