@@ -30,6 +30,38 @@ pub struct Mirror {
     pub insecure: bool,
     /// The origin registry itself, the reference for freshness.
     pub upstream: bool,
+    /// The registry this mirror serves at its root (`docker.io` by default;
+    /// empty for a prefix mirror given no `registry`).
+    pub registry: String,
+    /// Registries this mirror serves under `/v2/<registry>/<repository>`
+    /// (prefix mirrors).
+    pub prefix_for: Vec<String>,
+}
+
+impl Mirror {
+    /// The repository to ask this mirror for, to get `image`'s; `None` when
+    /// the mirror does not serve `image`'s registry.
+    pub fn repository_for(&self, image: &crate::reference::Reference) -> Option<String> {
+        if !self.registry.is_empty() && self.registry == image.registry {
+            Some(image.repository.clone())
+        } else if self.prefix_for.contains(&image.registry) {
+            Some(format!("{}/{}", image.registry, image.repository))
+        } else {
+            None
+        }
+    }
+
+    /// Whether it serves `registry` at all.
+    pub fn serves(&self, registry: &str) -> bool {
+        (!self.registry.is_empty() && self.registry == registry)
+            || self.prefix_for.iter().any(|r| r == registry)
+    }
+
+    /// Whether it serves only Docker Hub at its root: what dockerd's
+    /// `registry-mirrors` can use.
+    pub fn is_docker_hub_mirror(&self) -> bool {
+        self.registry == crate::reference::DOCKER_HUB
+    }
 }
 
 /// Where a list entry came from, for error messages.
@@ -86,6 +118,8 @@ struct RawMirror {
     enabled: Option<bool>,
     insecure: Option<bool>,
     upstream: Option<bool>,
+    registry: Option<Spanned<String>>,
+    prefix_for: Option<Spanned<Vec<String>>>,
 }
 
 /// An ordered list of mirrors, unique by name.
@@ -173,8 +207,44 @@ impl MirrorList {
                 }
                 None => None,
             };
+            let registry = match &entry.registry {
+                Some(r) => {
+                    Some(
+                        validate_registry(r.get_ref()).map_err(|m| ConfigError::Invalid {
+                            origin: origin.clone(),
+                            line: line_of(text, r.span().start),
+                            name: name.clone(),
+                            field: "registry",
+                            message: m,
+                        })?,
+                    )
+                }
+                None => None,
+            };
+            let prefix_for = match &entry.prefix_for {
+                Some(list) => Some(
+                    list.get_ref()
+                        .iter()
+                        .map(|r| validate_registry(r))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|m| ConfigError::Invalid {
+                            origin: origin.clone(),
+                            line: line_of(text, list.span().start),
+                            name: name.clone(),
+                            field: "prefix_for",
+                            message: m,
+                        })?,
+                ),
+                None => None,
+            };
             match self.mirrors.iter_mut().find(|m| m.name == name) {
                 Some(existing) => {
+                    if let Some(r) = registry {
+                        existing.registry = r;
+                    }
+                    if let Some(p) = prefix_for {
+                        existing.prefix_for = p;
+                    }
                     if let Some(url) = url {
                         existing.url = url;
                     }
@@ -209,6 +279,12 @@ impl MirrorList {
                         enabled: entry.enabled.unwrap_or(true),
                         insecure: entry.insecure.unwrap_or(false),
                         upstream: entry.upstream.unwrap_or(false),
+                        // A prefix mirror serves nothing at its root unless told.
+                        registry: registry.unwrap_or_else(|| match prefix_for {
+                            Some(_) => String::new(),
+                            None => crate::reference::DOCKER_HUB.to_owned(),
+                        }),
+                        prefix_for: prefix_for.unwrap_or_default(),
                     });
                 }
             }
@@ -223,6 +299,32 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|&&b| b == b'\n')
         .count()
         + 1
+}
+
+/// A registry as image references name it: `docker.io`, `ghcr.io`,
+/// `registry.k8s.io`, `localhost:5000`; lower case, no scheme or path.
+fn validate_registry(r: &str) -> Result<String, String> {
+    let r = r.trim();
+    let r = if r == "index.docker.io" || r == "registry-1.docker.io" {
+        crate::reference::DOCKER_HUB
+    } else {
+        r
+    };
+    let host = r.split(':').next().unwrap_or("");
+    let port_ok = r
+        .split_once(':')
+        .is_none_or(|(_, p)| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+    if host.is_empty()
+        || !port_ok
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-')
+    {
+        return Err(format!(
+            "{r:?} is not a registry name; write it as image references do, e.g. \"ghcr.io\" (no scheme, no path, lower case)"
+        ));
+    }
+    Ok(r.to_owned())
 }
 
 fn validate_name(name: &str) -> Result<(), String> {
@@ -312,6 +414,42 @@ mod tests {
         assert_eq!(names, ["b", "mine"]);
         assert_eq!(l.mirrors[1].url.as_str(), "http://b2.example:5000/");
         assert!(l.mirrors[1].insecure);
+    }
+
+    #[test]
+    fn mirrors_say_which_registries_they_serve() {
+        let mut list = MirrorList::default();
+        list.merge_str(
+            "[[mirror]]\nname = \"hub\"\nurl = \"https://a\"\n\n[[mirror]]\nname = \"gh\"\nurl = \"https://b\"\nregistry = \"ghcr.io\"\n\n[[mirror]]\nname = \"pre\"\nurl = \"https://c\"\nprefix_for = [\"docker.io\", \"ghcr.io\"]\n",
+            Origin::Builtin,
+        )
+        .unwrap();
+        let image: crate::reference::Reference = "ghcr.io/owner/app:v1".parse().unwrap();
+        let repos: Vec<Option<String>> = list
+            .mirrors
+            .iter()
+            .map(|m| m.repository_for(&image))
+            .collect();
+        assert_eq!(
+            repos,
+            [
+                None,
+                Some("owner/app".into()),
+                Some("ghcr.io/owner/app".into())
+            ]
+        );
+        assert!(list.mirrors[0].is_docker_hub_mirror());
+        // A prefix mirror is no root mirror for dockerd.
+        assert!(!list.mirrors[2].is_docker_hub_mirror());
+        assert!(list.mirrors[2].serves("docker.io"));
+        let err = MirrorList::default()
+            .merge_str(
+                "[[mirror]]\nname = \"x\"\nurl = \"https://x\"\nregistry = \"https://ghcr.io\"\n",
+                Origin::Builtin,
+            )
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("registry") && err.contains("ghcr.io"), "{err}");
     }
 
     #[test]

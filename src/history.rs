@@ -273,6 +273,8 @@ mod tests {
                 enabled: true,
                 insecure: false,
                 upstream: false,
+                registry: "docker.io".into(),
+                prefix_for: Vec::new(),
             },
             status,
             latency: Some(Duration::from_millis(20)),

@@ -205,6 +205,8 @@ mod tests {
                 enabled: true,
                 insecure: false,
                 upstream: false,
+                registry: "docker.io".into(),
+                prefix_for: Vec::new(),
             },
             status,
             latency: Some(Duration::from_millis(latency_ms)),

@@ -333,3 +333,107 @@ fn docker_output_and_archive_load_into_dockerd() {
     let layers: Vec<String> = serde_json::from_slice(&layers.stdout).expect("layers");
     assert_eq!(layers, image.diff_ids);
 }
+
+/// Issue 6, item 2: an image of another registry (ghcr.io) is probed and
+/// pulled through the mirrors that serve that registry — a per-registry
+/// mirror (`registry = "ghcr.io"`, the repository at its root) and a prefix
+/// mirror (`prefix_for`, `/v2/ghcr.io/<repository>`) — never through a
+/// Docker Hub mirror, and loads into a real dockerd tagged as named.
+#[test]
+fn other_registries_through_prefix_and_per_registry_mirrors() {
+    if isolate("other_registries_through_prefix_and_per_registry_mirrors") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    let image = Image::synthetic(66, "amd64", &[2 * MB, MB]);
+    // The per-registry mirror's view, and the prefix mirror's.
+    origin.push("owner/app", "v1", &image);
+    origin.push("ghcr.io/owner/app", "v1", &image);
+    let other = Image::synthetic(67, "amd64", &[MB]);
+    let hub_origin = lab.registry("hub");
+    hub_origin.push("owner/app", "v1", &other);
+    let proxy = |port| Front::Proxy {
+        upstream: port,
+        rate: None,
+    };
+    let urls = lab.nginx(&[
+        ("sub", proxy(origin.port)),
+        ("pre", proxy(origin.port)),
+        ("hub", proxy(hub_origin.port)),
+    ]);
+    let sub = ("sub", urls["sub"].clone(), "registry = \"ghcr.io\"");
+    let pre = ("pre", urls["pre"].clone(), "prefix_for = [\"ghcr.io\"]");
+    let hub = ("hub", urls["hub"].clone(), "");
+    let all = lab.mirrors_toml("all.toml", &[hub.clone(), sub.clone(), pre.clone()]);
+
+    let out = dmirror(&lab)
+        .args(["probe", "--image", "ghcr.io/owner/app:v1", "--json"])
+        .args(["--timeout", "2s", "--budget", "1s", "--mirrors"])
+        .arg(&all)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mut probed: Vec<(String, String)> = v["mirrors"]
+        .as_array()
+        .expect("mirrors")
+        .iter()
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap_or_default().to_owned(),
+                m["status"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    probed.sort();
+    assert_eq!(
+        probed,
+        [("pre".into(), "ok".into()), ("sub".into(), "ok".into())],
+        "{v}"
+    );
+
+    // No mirror for the registry: a clear usage error.
+    let only_hub = lab.mirrors_toml("hub.toml", &[hub]);
+    let out = dmirror(&lab)
+        .args(["probe", "--image", "ghcr.io/owner/app:v1", "--mirrors"])
+        .arg(&only_hub)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no enabled mirror serves ghcr.io"),
+        "{}",
+        stderr(&out)
+    );
+
+    let config = lab.path("daemon.json");
+    std::fs::write(&config, "{}").expect("write");
+    let d = Dockerd::start(&lab.path("docker"), &config);
+    for (i, mirror) in [pre, sub].into_iter().enumerate() {
+        let file = lab.mirrors_toml(&format!("one-{i}.toml"), std::slice::from_ref(&mirror));
+        let out = dmirror(&lab)
+            .args(["pull", "ghcr.io/owner/app:v1", "--timeout", "2s", "--json"])
+            .arg("--mirrors")
+            .arg(&file)
+            .env("DOCKER_HOST", d.host())
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(0), "{}: {}", mirror.0, stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(v["sources"][0]["name"], mirror.0, "{v}");
+        assert_eq!(v["upstream_used"], false, "{v}");
+        let layers = d.docker(&[
+            "image",
+            "inspect",
+            "ghcr.io/owner/app:v1",
+            "--format",
+            "{{json .RootFS.Layers}}",
+        ]);
+        let layers: Vec<String> = serde_json::from_slice(&layers.stdout)
+            .unwrap_or_else(|_| panic!("{}: not loaded as ghcr.io/owner/app:v1", mirror.0));
+        assert_eq!(layers, image.diff_ids, "{}", mirror.0);
+        let rm = d.docker(&["image", "rm", "ghcr.io/owner/app:v1"]);
+        assert!(rm.status.success());
+    }
+}

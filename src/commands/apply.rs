@@ -81,6 +81,13 @@ fn read_current(path: &Path) -> Result<Current, Failure> {
 
 pub async fn run(args: &ApplyArgs) -> CommandResult {
     let settings = resolve(&args.probe)?;
+    if settings.image.registry != crate::reference::DOCKER_HUB {
+        return Err(Failure::usage(anyhow!(
+            "--image {}: dockerd's registry-mirrors serve Docker Hub only; probe with a Docker Hub image (or use dmirror pull for {})",
+            settings.image,
+            settings.image.registry
+        )));
+    }
     let path = write::resolve(&args.daemon_json).map_err(|e| {
         Failure::usage(anyhow!("cannot follow {}: {e}", args.daemon_json.display()))
     })?;
@@ -119,7 +126,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
     let chosen: Vec<String> = ranked
         .results
         .iter()
-        .filter(|r| r.status == Status::Ok && !r.mirror.upstream)
+        .filter(|r| r.status == Status::Ok && !r.mirror.upstream && r.mirror.is_docker_hub_mirror())
         .take(args.top as usize)
         .map(|r| r.mirror.url.as_str().trim_end_matches('/').to_owned())
         .collect();

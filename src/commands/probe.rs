@@ -13,7 +13,7 @@ use crate::history::{self, History};
 use crate::output;
 use crate::probe::{self, MirrorResult, ProbeSettings, Status};
 use crate::rank;
-use crate::reference::{Reference, DOCKER_HUB};
+use crate::reference::Reference;
 use crate::registry::manifest::Platform;
 
 /// Bound on one throughput sample; memory is not at stake (bytes are hashed
@@ -27,24 +27,13 @@ pub fn resolve(args: &ProbeArgs) -> Result<ProbeSettings, Failure> {
         .image
         .parse()
         .map_err(|e| Failure::usage(anyhow!("--image: {e}")))?;
-    if image.registry != DOCKER_HUB {
-        return Err(Failure::usage(anyhow!(
-            "--image {}: the mirror list holds Docker Hub mirrors, so the image must be a Docker Hub one (e.g. library/alpine:latest)",
-            args.image
-        )));
-    }
     let platform = match &args.platform {
         Some(p) => p
             .parse::<Platform>()
             .map_err(|e| Failure::usage(anyhow!("--platform: {e}")))?,
         None => Platform::host(),
     };
-    let mirrors: Vec<_> = list.enabled().cloned().collect();
-    if mirrors.is_empty() {
-        return Err(Failure::usage(anyhow!(
-            "every mirror in the list is disabled; enable one (enabled = true) or pass --mirrors FILE"
-        )));
-    }
+    let mirrors = serving(&list, &image)?;
     Ok(ProbeSettings {
         mirrors,
         image,
@@ -53,6 +42,30 @@ pub fn resolve(args: &ProbeArgs) -> Result<ProbeSettings, Failure> {
         budget: args.budget,
         sample_bytes: SAMPLE_BYTES,
     })
+}
+
+/// The enabled mirrors that serve `image`'s registry.
+pub fn serving(
+    list: &crate::config::MirrorList,
+    image: &Reference,
+) -> Result<Vec<crate::config::Mirror>, Failure> {
+    if list.enabled().next().is_none() {
+        return Err(Failure::usage(anyhow!(
+            "every mirror in the list is disabled; enable one (enabled = true) or pass --mirrors FILE"
+        )));
+    }
+    let mirrors: Vec<_> = list
+        .enabled()
+        .filter(|m| m.serves(&image.registry))
+        .cloned()
+        .collect();
+    if mirrors.is_empty() {
+        return Err(Failure::usage(anyhow!(
+            "no enabled mirror serves {0}; add one to your mirrors.toml with registry = \"{0}\" (it serves {0} at its root) or prefix_for = [\"{0}\"] (under /v2/{0}/...)",
+            image.registry
+        )));
+    }
+    Ok(mirrors)
 }
 
 /// A ranked probe and the history it was ranked with.

@@ -17,7 +17,7 @@ use crate::exit::ExitStatus;
 use crate::output::format_throughput;
 use crate::probe::ProbeSettings;
 use crate::pull::{self, PullEvent, PullReport, PullSettings, PulledImage};
-use crate::reference::{Reference, DOCKER_HUB};
+use crate::reference::Reference;
 use crate::registry::manifest::Platform;
 
 /// Where the pulled image goes.
@@ -45,11 +45,6 @@ impl std::str::FromStr for Output {
 fn resolve(args: &PullArgs) -> Result<(PullSettings, Output), Failure> {
     let list = load_mirrors(&args.source)?;
     let image: Reference = args.image.parse().map_err(Failure::usage)?;
-    if image.registry != DOCKER_HUB {
-        return Err(Failure::usage(anyhow!(
-            "{image}: the mirror list holds Docker Hub mirrors; pull Docker Hub images (e.g. library/ubuntu:24.04)"
-        )));
-    }
     let platform = match &args.platform {
         Some(p) => p
             .parse::<Platform>()
@@ -64,7 +59,11 @@ fn resolve(args: &PullArgs) -> Result<(PullSettings, Output), Failure> {
         .ok_or_else(|| Failure::usage(anyhow!("no cache directory: set XDG_CACHE_HOME or HOME")))?;
     let settings = PullSettings {
         probe: ProbeSettings {
-            mirrors: list.enabled().cloned().collect(),
+            mirrors: list
+                .enabled()
+                .filter(|m| m.serves(&image.registry))
+                .cloned()
+                .collect(),
             image,
             platform,
             timeout: args.timeout,

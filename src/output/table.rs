@@ -116,6 +116,8 @@ mod tests {
                 enabled: true,
                 insecure: false,
                 upstream: false,
+                registry: "docker.io".into(),
+                prefix_for: Vec::new(),
             },
             status,
             latency: ms.map(Duration::from_millis),

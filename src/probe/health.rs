@@ -55,7 +55,11 @@ async fn run(
         }
     };
     let image = &settings.image;
-    let repo = image.repository.as_str();
+    let repo = result
+        .mirror
+        .repository_for(image)
+        .unwrap_or_else(|| image.repository.clone());
+    let repo = repo.as_str();
 
     set("waiting for /v2/");
     let ping = client.ping().await;

@@ -163,10 +163,17 @@ pub async fn probe(
         total: to_measure.len(),
         window: plan.window,
     });
-    let repo = settings.image.repository.clone();
+    let repos: Vec<String> = results
+        .iter()
+        .map(|r| {
+            r.mirror
+                .repository_for(&settings.image)
+                .unwrap_or_else(|| settings.image.repository.clone())
+        })
+        .collect();
     let samples: Vec<(usize, Result<f64, RegistryError>)> = stream::iter(to_measure)
         .map(|(i, h)| {
-            let repo = repo.clone();
+            let repo = repos[i].clone();
             let settings = settings.clone();
             async move {
                 let r = throughput::sample(

@@ -39,6 +39,9 @@ const WHOLE_FETCH_TIMEOUT: Duration = Duration::from_secs(600);
 pub struct Source {
     pub name: String,
     pub client: RegistryClient,
+    /// The image's repository as this source names it (a prefix mirror
+    /// serves `ghcr.io/owner/app` for ghcr.io's `owner/app`).
+    pub repo: String,
 }
 
 /// A blob to fetch.
@@ -98,6 +101,7 @@ struct BlobState {
 struct SourceState {
     name: String,
     client: RegistryClient,
+    repo: String,
     failures: AtomicU32,
     dropped: Mutex<Option<String>>,
     busy_nanos: AtomicU64,
@@ -123,7 +127,6 @@ impl SourceState {
 }
 
 struct Shared {
-    repo: String,
     cache: Cache,
     blobs: Vec<BlobState>,
     sources: Vec<SourceState>,
@@ -143,7 +146,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// `per_source` connections each.
 pub async fn fetch_all(
     cache: &Cache,
-    repo: &str,
     sources: Vec<Source>,
     wanted: &[Wanted],
     per_source: usize,
@@ -193,7 +195,6 @@ pub async fn fetch_all(
         blobs.push(state);
     }
     let shared = Arc::new(Shared {
-        repo: repo.to_owned(),
         cache: cache.clone(),
         blobs,
         sources: sources
@@ -201,6 +202,7 @@ pub async fn fetch_all(
             .map(|s| SourceState {
                 name: s.name,
                 client: s.client,
+                repo: s.repo,
                 failures: AtomicU32::new(0),
                 dropped: Mutex::new(None),
                 busy_nanos: AtomicU64::new(0),
@@ -410,7 +412,7 @@ async fn transfer(shared: &Shared, s: usize, seg: &Seg) -> Result<(), RegistryEr
     let whole = start == 0 && end == blob.size;
     let range = (!whole).then_some((start, end));
     let mut resp =
-        tokio::time::timeout(STALL, source.client.blob(&shared.repo, &blob.digest, range))
+        tokio::time::timeout(STALL, source.client.blob(&source.repo, &blob.digest, range))
             .await
             .map_err(|_| RegistryError::new(crate::registry::ErrorKind::Timeout, "no answer"))??;
     if range.is_some() && resp.status().as_u16() != 206 {
@@ -528,7 +530,7 @@ async fn fetch_whole(shared: &Shared, s: usize, b: usize) -> Result<bool, Regist
         .partial_path(&blob.digest)
         .with_extension(format!("whole-{s}"));
     let run = async {
-        let mut resp = source.client.blob(&shared.repo, &blob.digest, None).await?;
+        let mut resp = source.client.blob(&source.repo, &blob.digest, None).await?;
         let file = std::fs::File::create(&tmp).map_err(|e| RegistryError::broken(e.to_string()))?;
         let mut at = 0u64;
         while let Some(chunk) = tokio::time::timeout(STALL, resp.chunk())

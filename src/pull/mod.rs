@@ -75,18 +75,30 @@ pub enum PullEvent {
     },
 }
 
+/// The origin registry for `image`: an `upstream = true` entry serving
+/// its registry, or the registry itself (`docker.io` at its API host).
 fn upstream_of(mirrors: &[Mirror], image: &Reference) -> Option<Mirror> {
-    if let Some(m) = mirrors.iter().find(|m| m.upstream) {
+    if let Some(m) = mirrors
+        .iter()
+        .find(|m| m.upstream && m.serves(&image.registry))
+    {
         return Some(m.clone());
     }
-    (image.registry == DOCKER_HUB).then(|| Mirror {
-        name: "docker-hub".into(),
-        url: DOCKER_HUB_REGISTRY.parse().expect("constant URL"),
+    let url = if image.registry == DOCKER_HUB {
+        DOCKER_HUB_REGISTRY.to_owned()
+    } else {
+        format!("https://{}", image.registry)
+    };
+    Some(Mirror {
+        name: image.registry.clone(),
+        url: url.parse().ok()?,
         provider: None,
         notes: None,
         enabled: true,
         insecure: false,
         upstream: true,
+        registry: image.registry.clone(),
+        prefix_for: Vec::new(),
     })
 }
 
@@ -114,6 +126,9 @@ pub async fn pull(
         Ok(Source {
             name: m.name.clone(),
             client: RegistryClient::new(http, m.url.clone(), opts.max_redirects),
+            repo: m
+                .repository_for(&image)
+                .unwrap_or_else(|| image.repository.clone()),
         })
     };
     let fresh: Vec<&MirrorResult> = results.iter().filter(|r| r.status == Status::Ok).collect();
@@ -179,15 +194,8 @@ pub async fn pull(
             sources: attempt.iter().map(|s| s.name.clone()).collect(),
             progress: progress.clone(),
         });
-        let result = download::fetch_all(
-            &cache,
-            &image.repository,
-            attempt,
-            &wanted,
-            settings.per_source,
-            progress,
-        )
-        .await;
+        let result =
+            download::fetch_all(&cache, attempt, &wanted, settings.per_source, progress).await;
         match result {
             Ok(o) => {
                 outcomes.extend(o);
@@ -247,7 +255,7 @@ async fn fetch_manifest(
 ) -> Result<FetchedImage, PullError> {
     let mut errors = Vec::new();
     for s in sources {
-        match fetch_from(&s.client, image, reference, platform).await {
+        match fetch_from(&s.client, &s.repo, image, reference, platform).await {
             Ok(found) => return Ok(found),
             Err(e) => errors.push(format!(
                 "{}: {}",
@@ -264,11 +272,11 @@ async fn fetch_manifest(
 
 async fn fetch_from(
     client: &RegistryClient,
+    repo: &str,
     image: &Reference,
     reference: &str,
     platform: &Platform,
 ) -> Result<FetchedImage, RegistryError> {
-    let repo = &image.repository;
     let top = client.manifest(repo, reference).await?;
     let parsed =
         Manifest::parse(&top.bytes, top.media_type.as_deref()).map_err(RegistryError::broken)?;
