@@ -126,7 +126,7 @@ fn bad_input_exits_2_and_names_the_problem() {
         &["probe", "--mirrors", ok, "--image", "ghcr.io/o/app"],
     );
     assert_eq!(code, 2);
-    assert!(err.contains("Docker Hub"), "{err}");
+    assert!(err.contains("no enabled mirror serves ghcr.io"), "{err}");
     let (code, _, err) = run(&lab, &["probe", "--mirrors", ok, "--platform", "linux"]);
     assert_eq!(code, 2);
     assert!(err.contains("--platform"), "{err}");
