@@ -39,6 +39,21 @@ pub struct Mirror {
 }
 
 impl Mirror {
+    /// An enabled Docker Hub mirror at `url` with every optional field unset.
+    pub fn new(name: impl Into<String>, url: Url) -> Self {
+        Self {
+            name: name.into(),
+            url,
+            provider: None,
+            notes: None,
+            enabled: true,
+            insecure: false,
+            upstream: false,
+            registry: crate::reference::DOCKER_HUB.to_owned(),
+            prefix_for: Vec::new(),
+        }
+    }
+
     /// The repository to ask this mirror for, to get `image`'s; `None` when
     /// the mirror does not serve `image`'s registry.
     pub fn repository_for(&self, image: &crate::reference::Reference) -> Option<String> {

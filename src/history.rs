@@ -265,17 +265,7 @@ mod tests {
 
     fn result(name: &str, status: Status, bps: Option<f64>) -> MirrorResult {
         MirrorResult {
-            mirror: Mirror {
-                name: name.into(),
-                url: format!("https://{name}.example").parse().unwrap(),
-                provider: None,
-                notes: None,
-                enabled: true,
-                insecure: false,
-                upstream: false,
-                registry: "docker.io".into(),
-                prefix_for: Vec::new(),
-            },
+            mirror: Mirror::new(name, format!("https://{name}.example").parse().unwrap()),
             status,
             latency: Some(Duration::from_millis(20)),
             throughput_bps: bps,

@@ -197,17 +197,7 @@ mod tests {
 
     fn result(name: &str, status: Status, latency_ms: u64, bps: Option<f64>) -> MirrorResult {
         MirrorResult {
-            mirror: Mirror {
-                name: name.into(),
-                url: "https://m.example".parse().unwrap(),
-                provider: None,
-                notes: None,
-                enabled: true,
-                insecure: false,
-                upstream: false,
-                registry: "docker.io".into(),
-                prefix_for: Vec::new(),
-            },
+            mirror: Mirror::new(name, "https://m.example".parse().unwrap()),
             status,
             latency: Some(Duration::from_millis(latency_ms)),
             throughput_bps: bps,

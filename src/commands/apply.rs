@@ -320,7 +320,7 @@ fn keep_configured(
             .find(|r| {
                 r.status == Status::Ok
                     && !r.mirror.upstream
-                    && same_mirrors(&[r.mirror.url.to_string()], &[url.to_owned()])
+                    && r.mirror.url.as_str().trim_end_matches('/') == url.trim_end_matches('/')
             })
             .and_then(|r| ranked.seconds(r))
     };

@@ -454,6 +454,5 @@ mod tests {
             fields[6].starts_with("sleep 77 && /usr/local/bin/dmirror apply --reload --textfile '/x/it'\\''s 100\\%.prom'"),
             "{line}"
         );
-        assert!(machine_delay() < SPREAD_SECS);
     }
 }

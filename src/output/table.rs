@@ -109,15 +109,8 @@ mod tests {
     ) -> MirrorResult {
         MirrorResult {
             mirror: Mirror {
-                name: name.into(),
-                url: "https://m.example".parse().expect("url"),
-                provider: None,
                 notes: Some("a note".into()),
-                enabled: true,
-                insecure: false,
-                upstream: false,
-                registry: "docker.io".into(),
-                prefix_for: Vec::new(),
+                ..Mirror::new(name, "https://m.example".parse().expect("url"))
             },
             status,
             latency: ms.map(Duration::from_millis),

@@ -90,15 +90,9 @@ fn upstream_of(mirrors: &[Mirror], image: &Reference) -> Option<Mirror> {
         format!("https://{}", image.registry)
     };
     Some(Mirror {
-        name: image.registry.clone(),
-        url: url.parse().ok()?,
-        provider: None,
-        notes: None,
-        enabled: true,
-        insecure: false,
         upstream: true,
         registry: image.registry.clone(),
-        prefix_for: Vec::new(),
+        ..Mirror::new(image.registry.clone(), url.parse().ok()?)
     })
 }
 
