@@ -109,7 +109,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__apply)
-            opts="-h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --top --daemon-json --reload --restart --dockerd-pidfile --verify-timeout --margin --dry-run --help --version"
+            opts="-h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --target --hosts-dir --registries-conf --registry --top --daemon-json --reload --restart --dockerd-pidfile --verify-timeout --margin --dry-run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -140,6 +140,22 @@ _dmirror() {
                     return 0
                     ;;
                 --textfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --target)
+                    COMPREPLY=($(compgen -W "docker containerd podman" -- "${cur}"))
+                    return 0
+                    ;;
+                --hosts-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --registries-conf)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --registry)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -339,12 +355,16 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__history)
-            opts="-h -V --json --help --version"
+            opts="-h -V --registry --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --registry)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

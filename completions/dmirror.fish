@@ -35,7 +35,7 @@ complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "schedule" -d 'Insta
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
-complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l image -d 'Image whose manifest and largest layer are fetched from every mirror' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l image -d 'Image whose manifest and largest layer are fetched from every mirror. `apply --target containerd|podman` takes one per registry (repeat the flag); registries given none use a small well-known image of theirs' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l platform -d 'Platform to pick from a multi-platform image, as os/arch[/variant]. Defaults to this machine\'s' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l timeout -d 'Time allowed for each mirror\'s health check (/v2/, token, manifest, first blob bytes)' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l budget -d 'Total time spent measuring throughput, shared fairly among healthy mirrors' -r
@@ -49,7 +49,7 @@ complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l no-history -d 
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s V -l version -d 'Print version'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l image -d 'Image whose manifest and largest layer are fetched from every mirror' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l image -d 'Image whose manifest and largest layer are fetched from every mirror. `apply --target containerd|podman` takes one per registry (repeat the flag); registries given none use a small well-known image of theirs' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l platform -d 'Platform to pick from a multi-platform image, as os/arch[/variant]. Defaults to this machine\'s' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l timeout -d 'Time allowed for each mirror\'s health check (/v2/, token, manifest, first blob bytes)' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l budget -d 'Total time spent measuring throughput, shared fairly among healthy mirrors' -r
@@ -58,8 +58,14 @@ plain\t'One key=value line per mirror, for logs'
 json\t'JSON for programs'
 prometheus\t'Prometheus text format'"
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l textfile -d 'Also write the results as Prometheus metrics to PATH, atomically (for node_exporter\'s textfile collector)' -r -F
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l top -d 'How many of the best working mirrors to write' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l daemon-json -d 'dockerd\'s configuration file (created if absent)' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l target -d 'What to configure: dockerd\'s daemon.json (Docker Hub mirrors only), containerd\'s hosts.toml files, or registries.conf for podman, skopeo, buildah and CRI-O (both: every registry the mirror list serves)' -r -f -a "docker\t'dockerd: `registry-mirrors` in daemon.json, reloaded and verified'
+containerd\t'containerd (Kubernetes nodes, nerdctl): <hosts-dir>/<registry>/hosts.toml'
+podman\t'podman, skopeo, buildah, CRI-O: containers-registries.conf'"
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l hosts-dir -d 'containerd\'s registry configuration directory (--target containerd): dmirror writes DIR/<registry>/hosts.toml. [default: /etc/containerd/certs.d]' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l registries-conf -d 'The registries.conf file to write (--target podman). [default: /etc/containers/registries.conf.d/50-dmirror.conf]' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l registry -d 'Configure only this registry (repeatable; --target containerd|podman). Default: every registry an enabled mirror serves' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l top -d 'How many of the best working mirrors to write (per registry)' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l daemon-json -d 'dockerd\'s configuration file (created if absent; --target docker)' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l dockerd-pidfile -d 'dockerd\'s pidfile, for the reload signal when systemd does not manage it' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l verify-timeout -d 'How long to wait for the engine to report the new list before rolling back' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l margin -d 'Keep the configured list when the best list is no more than PERCENT better (measurement noise): nothing written, dockerd not reloaded' -r
@@ -67,7 +73,7 @@ complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l json -d 'Print
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l no-history -d 'Neither use nor record the probe history: rank on this run alone'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l reload -d 'Make dockerd re-read its configuration (SIGHUP; running containers keep running). The default'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l restart -d 'Restart dockerd instead (containers without live-restore stop)'
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l dry-run -d 'Show the change to daemon.json and change nothing'
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l dry-run -d 'Show the change to the configuration and change nothing'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s V -l version -d 'Print version'
 complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
@@ -82,6 +88,7 @@ complete -c dmirror -n "__fish_dmirror_using_subcommand list" -l mirrors -d 'Use
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -l json -d 'Print JSON instead of a table'
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s h -l help -d 'Print help'
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s V -l version -d 'Print version'
+complete -c dmirror -n "__fish_dmirror_using_subcommand history" -l registry -d 'Show the history of the mirrors of this registry' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand history" -l json -d 'Print JSON instead of a table'
 complete -c dmirror -n "__fish_dmirror_using_subcommand history" -s h -l help -d 'Print help'
 complete -c dmirror -n "__fish_dmirror_using_subcommand history" -s V -l version -d 'Print version'

@@ -51,8 +51,10 @@ pub struct ProbeArgs {
     pub source: MirrorSource,
 
     /// Image whose manifest and largest layer are fetched from every mirror.
+    /// `apply --target containerd|podman` takes one per registry (repeat the
+    /// flag); registries given none use a small well-known image of theirs.
     #[arg(long, value_name = "REF", default_value = crate::probe::DEFAULT_IMAGE)]
-    pub image: String,
+    pub image: Vec<String>,
 
     /// Platform to pick from a multi-platform image, as os/arch[/variant].
     /// Defaults to this machine's.
@@ -116,11 +118,32 @@ pub struct ApplyArgs {
     #[command(flatten)]
     pub probe: ProbeArgs,
 
-    /// How many of the best working mirrors to write.
+    /// What to configure: dockerd's daemon.json (Docker Hub mirrors only),
+    /// containerd's hosts.toml files, or registries.conf for podman, skopeo,
+    /// buildah and CRI-O (both: every registry the mirror list serves).
+    #[arg(long, value_enum, value_name = "TARGET", default_value = "docker")]
+    pub target: Target,
+
+    /// containerd's registry configuration directory (--target containerd):
+    /// dmirror writes DIR/<registry>/hosts.toml. [default: /etc/containerd/certs.d]
+    #[arg(long, value_name = "DIR")]
+    pub hosts_dir: Option<PathBuf>,
+
+    /// The registries.conf file to write (--target podman).
+    /// [default: /etc/containers/registries.conf.d/50-dmirror.conf]
+    #[arg(long, value_name = "FILE")]
+    pub registries_conf: Option<PathBuf>,
+
+    /// Configure only this registry (repeatable; --target containerd|podman).
+    /// Default: every registry an enabled mirror serves.
+    #[arg(long = "registry", value_name = "NAME")]
+    pub registries: Vec<String>,
+
+    /// How many of the best working mirrors to write (per registry).
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub top: u32,
 
-    /// dockerd's configuration file (created if absent).
+    /// dockerd's configuration file (created if absent; --target docker).
     #[arg(long, value_name = "PATH", default_value = "/etc/docker/daemon.json")]
     pub daemon_json: PathBuf,
 
@@ -146,9 +169,20 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "PERCENT", default_value_t = 20, value_parser = clap::value_parser!(u32).range(0..=1000))]
     pub margin: u32,
 
-    /// Show the change to daemon.json and change nothing.
+    /// Show the change to the configuration and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// What `apply` configures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// dockerd: `registry-mirrors` in daemon.json, reloaded and verified.
+    Docker,
+    /// containerd (Kubernetes nodes, nerdctl): <hosts-dir>/<registry>/hosts.toml.
+    Containerd,
+    /// podman, skopeo, buildah, CRI-O: containers-registries.conf.
+    Podman,
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +229,10 @@ pub struct ListArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
+    /// Show the history of the mirrors of this registry.
+    #[arg(long, value_name = "NAME", default_value = crate::reference::DOCKER_HUB)]
+    pub registry: String,
+
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -318,7 +318,7 @@ fn line_of(text: &str, offset: usize) -> usize {
 
 /// A registry as image references name it: `docker.io`, `ghcr.io`,
 /// `registry.k8s.io`, `localhost:5000`; lower case, no scheme or path.
-fn validate_registry(r: &str) -> Result<String, String> {
+pub fn validate_registry(r: &str) -> Result<String, String> {
     let r = r.trim();
     let r = if r == "index.docker.io" || r == "registry-1.docker.io" {
         crate::reference::DOCKER_HUB
@@ -330,6 +330,7 @@ fn validate_registry(r: &str) -> Result<String, String> {
         .split_once(':')
         .is_none_or(|(_, p)| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
     if host.is_empty()
+        || host.starts_with('.')
         || !port_ok
         || !host
             .chars()

@@ -143,6 +143,18 @@ impl History {
     }
 }
 
+/// Where the history of mirrors of `registry` lives under the state
+/// directory: Docker Hub's at its root (where it always was), others in
+/// `registries/<registry>/`, so that a prefix mirror's record for one
+/// registry does not mix with its record for another.
+pub fn registry_dir(state: PathBuf, registry: &str) -> PathBuf {
+    if registry == crate::reference::DOCKER_HUB {
+        state
+    } else {
+        state.join("registries").join(registry)
+    }
+}
+
 /// The state directory, as the module documentation says.
 pub fn default_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("XDG_STATE_HOME").map(PathBuf::from) {

@@ -18,6 +18,7 @@ pub mod pull;
 pub mod rank;
 pub mod reference;
 pub mod registry;
+pub mod runtime;
 
 use std::io::Write;
 

@@ -279,19 +279,35 @@ fn metrics_parse_as_prometheus_text() {
     assert_eq!(value("dmirror_mirror_up{mirror=\"fast\""), 1.0);
     assert_eq!(value("dmirror_mirror_up{mirror=\"dead\""), 0.0);
     assert_eq!(
-        value("dmirror_mirror_status{mirror=\"dead\",status=\"unreachable\"}"),
+        value(
+            "dmirror_mirror_status{mirror=\"dead\",registry=\"docker.io\",status=\"unreachable\"}"
+        ),
         1.0
     );
     assert_eq!(
-        value("dmirror_mirror_status{mirror=\"dead\",status=\"ok\"}"),
+        value("dmirror_mirror_status{mirror=\"dead\",registry=\"docker.io\",status=\"ok\"}"),
         0.0
     );
-    assert_eq!(value("dmirror_mirror_rank{mirror=\"fast\"}"), 1.0);
-    assert!(value("dmirror_mirror_throughput_bytes_per_second{mirror=\"steady\"}") > 0.0);
-    assert!(value("dmirror_mirror_latency_seconds{mirror=\"fast\"}") > 0.0);
-    assert!(value("dmirror_mirror_last_success_timestamp_seconds{mirror=\"fast\"}") > 1.7e9);
-    assert!(!text.contains("dmirror_mirror_last_success_timestamp_seconds{mirror=\"dead\"}"));
-    assert_eq!(value("dmirror_probe_mirrors_ok "), 2.0);
+    assert_eq!(
+        value("dmirror_mirror_rank{mirror=\"fast\",registry=\"docker.io\"}"),
+        1.0
+    );
+    assert!(
+        value(
+            "dmirror_mirror_throughput_bytes_per_second{mirror=\"steady\",registry=\"docker.io\"}"
+        ) > 0.0
+    );
+    assert!(value("dmirror_mirror_latency_seconds{mirror=\"fast\",registry=\"docker.io\"}") > 0.0);
+    assert!(
+        value(
+            "dmirror_mirror_last_success_timestamp_seconds{mirror=\"fast\",registry=\"docker.io\"}"
+        ) > 1.7e9
+    );
+    assert!(!text.contains("dmirror_mirror_last_success_timestamp_seconds{mirror=\"dead\""));
+    assert_eq!(
+        value("dmirror_probe_mirrors_ok{registry=\"docker.io\"} "),
+        2.0
+    );
 }
 
 /// Plain lines when stdout is no terminal (journald, cron): one per mirror.

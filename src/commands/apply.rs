@@ -11,18 +11,18 @@ use serde::Serialize;
 
 use super::probe::{probe_ranked, resolve, write_textfile, Ranked};
 use super::{say, table_width, CommandResult, Failure};
-use crate::cli::{ApplyArgs, Format};
+use crate::cli::{ApplyArgs, Format, Target};
 use crate::daemon::config_file::DaemonJson;
 use crate::daemon::control::{self, ControlError, DaemonControl, HostControl};
 use crate::daemon::engine::{Endpoint, Engine};
 use crate::daemon::{same_mirrors, write};
 use crate::exit::ExitStatus;
 use crate::output;
-use crate::probe::Status;
+use crate::probe::{MirrorResult, Status};
 use crate::rank;
 
 /// How long a second apply waits for the first to finish.
-const LOCK_WAIT: Duration = Duration::from_secs(120);
+pub(super) const LOCK_WAIT: Duration = Duration::from_secs(120);
 
 /// What apply did, for the table and `--json`.
 #[derive(Debug, Serialize)]
@@ -40,14 +40,17 @@ pub struct Report {
     pub message: String,
 }
 
-struct Current {
+/// A configuration file as it is now.
+pub(super) struct Current {
     /// The file's bytes; `None` when it does not exist.
-    bytes: Option<Vec<u8>>,
-    meta: Option<std::fs::Metadata>,
-    doc: DaemonJson,
+    pub bytes: Option<Vec<u8>>,
+    pub meta: Option<std::fs::Metadata>,
+    /// The text, empty for a missing file.
+    pub text: String,
 }
 
-fn read_current(path: &Path) -> Result<Current, Failure> {
+/// Read a configuration file that must be UTF-8 text, if it exists.
+pub(super) fn read_file(path: &Path) -> Result<Current, Failure> {
     let bytes = match std::fs::read(path) {
         Ok(b) => Some(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -65,21 +68,69 @@ fn read_current(path: &Path) -> Result<Current, Failure> {
         }
     };
     let text = match &bytes {
-        Some(b) => std::str::from_utf8(b).map_err(|_| {
-            Failure::usage(anyhow!(
-                "{} is not UTF-8 text; fix it by hand, nothing was changed",
-                path.display()
-            ))
-        })?,
-        None => "",
+        Some(b) => std::str::from_utf8(b)
+            .map_err(|_| {
+                Failure::usage(anyhow!(
+                    "{} is not UTF-8 text; fix it by hand, nothing was changed",
+                    path.display()
+                ))
+            })?
+            .to_owned(),
+        None => String::new(),
     };
-    let doc = DaemonJson::parse(text)
-        .map_err(|e| Failure::usage(anyhow!("{} {e}; nothing was changed", path.display())))?;
     let meta = std::fs::metadata(path).ok();
-    Ok(Current { bytes, meta, doc })
+    Ok(Current { bytes, meta, text })
+}
+
+fn read_current(path: &Path) -> Result<(Current, DaemonJson), Failure> {
+    let current = read_file(path)?;
+    let doc = DaemonJson::parse(&current.text)
+        .map_err(|e| Failure::usage(anyhow!("{} {e}; nothing was changed", path.display())))?;
+    Ok((current, doc))
+}
+
+/// Fail before probing when `path` cannot be written (unless nothing will be).
+pub(super) fn check_writable(path: &Path, dry_run: bool) -> Result<(), Failure> {
+    if dry_run {
+        return Ok(());
+    }
+    write::check_writable(path).map_err(|e| {
+        let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
+            "; run with sudo"
+        } else {
+            ""
+        };
+        Failure::usage(anyhow!("cannot write {}: {e}{hint}", path.display()))
+    })
+}
+
+/// A unified diff of a configuration file, for `--dry-run`.
+pub(super) fn diff(path: &Path, old: &str, new: &str) -> String {
+    let shown = path.display().to_string();
+    let diff = similar::TextDiff::from_lines(old, new);
+    let unified = diff.unified_diff().header(&shown, &shown).to_string();
+    format!("would change {}:\n{}", path.display(), unified.trim_end())
 }
 
 pub async fn run(args: &ApplyArgs) -> CommandResult {
+    match args.target {
+        Target::Docker => run_docker(args).await,
+        Target::Containerd | Target::Podman => super::apply_runtime::run(args).await,
+    }
+}
+
+async fn run_docker(args: &ApplyArgs) -> CommandResult {
+    for (set, flag) in [
+        (args.hosts_dir.is_some(), "--hosts-dir"),
+        (args.registries_conf.is_some(), "--registries-conf"),
+        (!args.registries.is_empty(), "--registry"),
+    ] {
+        if set {
+            return Err(Failure::usage(anyhow!(
+                "{flag} is for --target containerd or podman; dockerd's registry-mirrors serve Docker Hub only"
+            )));
+        }
+    }
     let settings = resolve(&args.probe)?;
     if settings.image.registry != crate::reference::DOCKER_HUB {
         return Err(Failure::usage(anyhow!(
@@ -93,16 +144,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
     })?;
     // A file we cannot read, or cannot write, fails before any probing.
     let first = read_current(&path)?;
-    if !args.dry_run {
-        write::check_writable(&path).map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                "; run with sudo"
-            } else {
-                ""
-            };
-            Failure::usage(anyhow!("cannot write {}: {e}{hint}", path.display()))
-        })?;
-    }
+    check_writable(&path, args.dry_run)?;
     let control = HostControl {
         pidfile: args.dockerd_pidfile.clone(),
         unit: "docker".into(),
@@ -168,9 +210,11 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
         write::remove_stale_temps(&path);
     }
     // Re-read under the lock: another writer may have changed the file.
-    let current = read_current(&path)?;
-    report.old = current.doc.mirrors().unwrap_or_default();
-    if let Some(why) = keep_configured(&ranked, &report.old, &chosen, args.margin) {
+    let (current, current_doc) = read_current(&path)?;
+    report.old = current_doc.mirrors().unwrap_or_default();
+    if let Some(why) = keep_configured(&ranked, &report.old, &chosen, args.margin, &|r| {
+        Some(r.mirror.url.as_str().to_owned())
+    }) {
         report.new = report.old.clone();
         report.message = format!(
             "{why}; {} left as it is, dockerd not reloaded",
@@ -179,15 +223,9 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
         render(args, &ranked, &report)?;
         return Ok(ExitStatus::Success);
     }
-    let mut doc = current.doc.clone();
+    let mut doc = current_doc;
     doc.set_mirrors(&chosen);
     let new_text = doc.render();
-    let old_text = current
-        .bytes
-        .as_deref()
-        .map(String::from_utf8_lossy)
-        .unwrap_or_default()
-        .into_owned();
 
     if args.dry_run {
         report.outcome = "dry-run";
@@ -197,10 +235,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
                 path.display()
             )
         } else {
-            let shown = path.display().to_string();
-            let diff = similar::TextDiff::from_lines(&old_text, &new_text);
-            let unified = diff.unified_diff().header(&shown, &shown).to_string();
-            format!("would change {}:\n{}", path.display(), unified.trim_end())
+            diff(&path, &current.text, &new_text)
         };
         render(args, &ranked, &report)?;
         return Ok(ExitStatus::Success);
@@ -223,16 +258,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
             ),
         ));
     }
-    let write_err = |e: std::io::Error| {
-        Failure::new(
-            ExitStatus::NothingUsable,
-            anyhow!("cannot write {}: {e}; nothing was changed", path.display()),
-        )
-    };
-    if let Some(old) = &current.bytes {
-        write::atomic_write(&backup_path(&path), old, current.meta.as_ref()).map_err(write_err)?;
-    }
-    write::atomic_write(&path, new_text.as_bytes(), current.meta.as_ref()).map_err(write_err)?;
+    write_with_backup(&path, &current, &new_text)?;
     report.outcome = "written";
 
     if args.restart {
@@ -303,12 +329,14 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
 }
 
 /// Hysteresis: why the configured list should stay although `chosen`
-/// ranks better, or `None` to go ahead.
-fn keep_configured(
+/// ranks better, or `None` to go ahead. `key` is how the configuration
+/// names a probed mirror (its URL, its hosts.toml key, ...).
+pub(super) fn keep_configured(
     ranked: &Ranked,
     configured: &[String],
     chosen: &[String],
     margin_percent: u32,
+    key: &dyn Fn(&MirrorResult) -> Option<String>,
 ) -> Option<String> {
     if same_mirrors(configured, chosen) {
         return None;
@@ -320,7 +348,7 @@ fn keep_configured(
             .find(|r| {
                 r.status == Status::Ok
                     && !r.mirror.upstream
-                    && r.mirror.url.as_str().trim_end_matches('/') == url.trim_end_matches('/')
+                    && key(r).is_some_and(|k| k.trim_end_matches('/') == url.trim_end_matches('/'))
             })
             .and_then(|r| ranked.seconds(r))
     };
@@ -336,7 +364,26 @@ fn keep_configured(
     })
 }
 
-fn backup_path(path: &Path) -> PathBuf {
+/// Keep the current file as `<name>.dmirror-backup`, then replace it with
+/// `new_text` atomically, with its mode and owner.
+pub(super) fn write_with_backup(
+    path: &Path,
+    current: &Current,
+    new_text: &str,
+) -> Result<(), Failure> {
+    let write_err = |e: std::io::Error| {
+        Failure::new(
+            ExitStatus::NothingUsable,
+            anyhow!("cannot write {}: {e}; nothing was changed", path.display()),
+        )
+    };
+    if let Some(old) = &current.bytes {
+        write::atomic_write(&backup_path(path), old, current.meta.as_ref()).map_err(write_err)?;
+    }
+    write::atomic_write(path, new_text.as_bytes(), current.meta.as_ref()).map_err(write_err)
+}
+
+pub(super) fn backup_path(path: &Path) -> PathBuf {
     let mut name = path
         .file_name()
         .map(|n| n.to_os_string())
@@ -417,8 +464,12 @@ async fn warn_about_containers(engine: &Engine) {
 fn render(args: &ApplyArgs, ranked: &Ranked, report: &Report) -> Result<(), Failure> {
     let results = &ranked.results;
     let metrics = || {
-        output::prometheus::probe(results, ranked.history.as_ref(), ranked.at)
-            + &output::prometheus::apply(report)
+        output::prometheus::probe(
+            crate::reference::DOCKER_HUB,
+            results,
+            ranked.history.as_ref(),
+            ranked.at,
+        ) + &output::prometheus::apply(report)
     };
     if let Some(path) = &args.probe.textfile {
         write_textfile(path, &metrics())?;

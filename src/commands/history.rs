@@ -33,7 +33,9 @@ struct Entry<'a> {
 pub fn run(args: &HistoryArgs) -> CommandResult {
     let dir = history::default_dir()
         .ok_or_else(|| Failure::usage(anyhow!("no state directory: set XDG_STATE_HOME or HOME")))?;
-    let store = history::Store::new(dir);
+    let registry = crate::config::validate_registry(&args.registry)
+        .map_err(|e| Failure::usage(anyhow!("--registry: {e}")))?;
+    let store = history::Store::new(history::registry_dir(dir, &registry));
     let mut summaries = store.load(&mut |w| say(w)).summaries();
     // Most reliable first, then fastest.
     summaries.sort_by(|a, b| {

@@ -2,6 +2,7 @@
 //! settings the engine sees, runs it, and renders the outcome.
 
 pub mod apply;
+pub mod apply_runtime;
 pub mod completions;
 pub mod history;
 pub mod list;

@@ -22,18 +22,35 @@ const SAMPLE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Turn `probe`'s flags and the mirror files into settings.
 pub fn resolve(args: &ProbeArgs) -> Result<ProbeSettings, Failure> {
+    let [image] = args.image.as_slice() else {
+        return Err(Failure::usage(anyhow!(
+            "--image was given {} times; a probe measures one image (apply --target containerd|podman takes one per registry)",
+            args.image.len()
+        )));
+    };
     let list = load_mirrors(&args.source)?;
-    let image: Reference = args
-        .image
-        .parse()
-        .map_err(|e| Failure::usage(anyhow!("--image: {e}")))?;
+    settings(args, &list, parse_image(image)?)
+}
+
+/// An `--image` argument.
+pub fn parse_image(s: &str) -> Result<Reference, Failure> {
+    s.parse()
+        .map_err(|e| Failure::usage(anyhow!("--image {s}: {e}")))
+}
+
+/// Settings to probe `list`'s mirrors of `image`'s registry with `image`.
+pub fn settings(
+    args: &ProbeArgs,
+    list: &crate::config::MirrorList,
+    image: Reference,
+) -> Result<ProbeSettings, Failure> {
     let platform = match &args.platform {
         Some(p) => p
             .parse::<Platform>()
             .map_err(|e| Failure::usage(anyhow!("--platform: {e}")))?,
         None => Platform::host(),
     };
-    let mirrors = serving(&list, &image)?;
+    let mirrors = serving(list, &image)?;
     Ok(ProbeSettings {
         mirrors,
         image,
@@ -97,8 +114,8 @@ fn track(history: &History, name: &str) -> Option<rank::Track> {
     })
 }
 
-/// Probe, record the run in the history, and rank with it; progress on
-/// stderr.
+/// Probe, record the run in the history of the image's registry, and rank
+/// with it; progress on stderr.
 pub async fn probe_ranked(settings: &ProbeSettings, args: &ProbeArgs) -> Ranked {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let drawer = tokio::spawn(crate::progress::draw(rx));
@@ -108,8 +125,13 @@ pub async fn probe_ranked(settings: &ProbeSettings, args: &ProbeArgs) -> Ranked 
     let history = if args.no_history {
         None
     } else {
-        history::default_dir()
-            .map(|dir| history::Store::new(dir).update(&results, at, &mut |w| say(w)))
+        history::default_dir().map(|dir| {
+            history::Store::new(history::registry_dir(dir, &settings.image.registry)).update(
+                &results,
+                at,
+                &mut |w| say(w),
+            )
+        })
     };
     match &history {
         Some(h) => rank::rank_with(&mut results, |name| track(h, name)),
@@ -136,7 +158,14 @@ pub async fn run(args: &ProbeArgs) -> CommandResult {
     let settings = resolve(args)?;
     let ranked = probe_ranked(&settings, args).await;
     let results = &ranked.results;
-    let metrics = || output::prometheus::probe(results, ranked.history.as_ref(), ranked.at);
+    let metrics = || {
+        output::prometheus::probe(
+            &settings.image.registry,
+            results,
+            ranked.history.as_ref(),
+            ranked.at,
+        )
+    };
     if let Some(path) = &args.textfile {
         write_textfile(path, &metrics())?;
     }

@@ -26,22 +26,57 @@ fn unix(at: SystemTime) -> f64 {
         .as_secs_f64()
 }
 
+/// One registry's ranked probe results, with the history of its mirrors.
+pub struct Group<'a> {
+    pub registry: &'a str,
+    pub results: &'a [MirrorResult],
+    pub history: Option<&'a History>,
+}
+
 /// The metrics of one probe (ranked results), with `history` for the last
 /// success time and success ratio.
-pub fn probe(results: &[MirrorResult], history: Option<&History>, at: SystemTime) -> String {
+pub fn probe(
+    registry: &str,
+    results: &[MirrorResult],
+    history: Option<&History>,
+    at: SystemTime,
+) -> String {
+    probes(
+        &[Group {
+            registry,
+            results,
+            history,
+        }],
+        at,
+    )
+}
+
+/// The metrics of probes of several registries, each family once.
+pub fn probes(groups: &[Group<'_>], at: SystemTime) -> String {
     let mut o = String::new();
-    let m = |r: &MirrorResult| format!("mirror=\"{}\"", label(&r.mirror.name));
+    let all = || {
+        groups
+            .iter()
+            .flat_map(|g| g.results.iter().enumerate().map(move |(i, r)| (g, i, r)))
+    };
+    let m = |g: &Group<'_>, r: &MirrorResult| {
+        format!(
+            "mirror=\"{}\",registry=\"{}\"",
+            label(&r.mirror.name),
+            label(g.registry)
+        )
+    };
 
     family(
         &mut o,
         "dmirror_mirror_up",
         "1 when the mirror served the probe image, fresh and verified (status ok), else 0.",
     );
-    for r in results {
+    for (g, _, r) in all() {
         let _ = writeln!(
             o,
             "dmirror_mirror_up{{{},url=\"{}\"}} {}",
-            m(r),
+            m(g, r),
             label(r.mirror.url.as_str()),
             u8::from(r.status == Status::Ok)
         );
@@ -51,12 +86,12 @@ pub fn probe(results: &[MirrorResult], history: Option<&History>, at: SystemTime
         "dmirror_mirror_status",
         "The mirror's status in the last probe: 1 for the status it has, 0 for the others.",
     );
-    for r in results {
+    for (g, _, r) in all() {
         for s in Status::ALL {
             let _ = writeln!(
                 o,
                 "dmirror_mirror_status{{{},status=\"{}\"}} {}",
-                m(r),
+                m(g, r),
                 s,
                 u8::from(r.status == s)
             );
@@ -67,20 +102,20 @@ pub fn probe(results: &[MirrorResult], history: Option<&History>, at: SystemTime
         "dmirror_mirror_rank",
         "The mirror's place in the ranking, 1 for the best.",
     );
-    for (i, r) in results.iter().enumerate() {
-        let _ = writeln!(o, "dmirror_mirror_rank{{{}}} {}", m(r), i + 1);
+    for (g, i, r) in all() {
+        let _ = writeln!(o, "dmirror_mirror_rank{{{}}} {}", m(g, r), i + 1);
     }
     family(
         &mut o,
         "dmirror_mirror_latency_seconds",
         "Time to answer GET /v2/ in the last probe, connection set-up included.",
     );
-    for r in results {
+    for (g, _, r) in all() {
         if let Some(l) = r.latency {
             let _ = writeln!(
                 o,
                 "dmirror_mirror_latency_seconds{{{}}} {}",
-                m(r),
+                m(g, r),
                 l.as_secs_f64()
             );
         }
@@ -90,26 +125,25 @@ pub fn probe(results: &[MirrorResult], history: Option<&History>, at: SystemTime
         "dmirror_mirror_throughput_bytes_per_second",
         "Sustained throughput of a layer sample in the last probe.",
     );
-    for r in results {
+    for (g, _, r) in all() {
         if let Some(b) = r.throughput_bps {
             let _ = writeln!(
                 o,
                 "dmirror_mirror_throughput_bytes_per_second{{{}}} {}",
-                m(r),
+                m(g, r),
                 b.round()
             );
         }
     }
-    let summaries: Vec<_> = results
-        .iter()
-        .map(|r| history.and_then(|h| h.summary(&r.mirror.name)))
+    let summaries: Vec<_> = all()
+        .map(|(g, _, r)| g.history.and_then(|h| h.summary(&r.mirror.name)))
         .collect();
     family(
         &mut o,
         "dmirror_mirror_last_success_timestamp_seconds",
         "When the mirror was last ok, seconds since the Unix epoch.",
     );
-    for (r, s) in results.iter().zip(&summaries) {
+    for ((g, _, r), s) in all().zip(&summaries) {
         let last = match s.as_ref().and_then(|s| s.last_ok) {
             Some(t) => Some(t as f64),
             None if r.status == Status::Ok => Some(unix(at).floor()),
@@ -119,22 +153,22 @@ pub fn probe(results: &[MirrorResult], history: Option<&History>, at: SystemTime
             let _ = writeln!(
                 o,
                 "dmirror_mirror_last_success_timestamp_seconds{{{}}} {t}",
-                m(r)
+                m(g, r)
             );
         }
     }
-    if history.is_some() {
+    if groups.iter().any(|g| g.history.is_some()) {
         family(
             &mut o,
             "dmirror_mirror_success_ratio",
             "Share of the mirror's recent probes (up to 14) that found it ok.",
         );
-        for (r, s) in results.iter().zip(&summaries) {
+        for ((g, _, r), s) in all().zip(&summaries) {
             if let Some(s) = s {
                 let _ = writeln!(
                     o,
                     "dmirror_mirror_success_ratio{{{}}} {}",
-                    m(r),
+                    m(g, r),
                     s.success_ratio()
                 );
             }
@@ -145,17 +179,27 @@ pub fn probe(results: &[MirrorResult], history: Option<&History>, at: SystemTime
         "dmirror_probe_timestamp_seconds",
         "When the probe ran, seconds since the Unix epoch.",
     );
-    let _ = writeln!(o, "dmirror_probe_timestamp_seconds {}", unix(at).floor());
+    for g in groups {
+        let _ = writeln!(
+            o,
+            "dmirror_probe_timestamp_seconds{{registry=\"{}\"}} {}",
+            label(g.registry),
+            unix(at).floor()
+        );
+    }
     family(
         &mut o,
         "dmirror_probe_mirrors_ok",
         "How many mirrors were ok in the probe.",
     );
-    let _ = writeln!(
-        o,
-        "dmirror_probe_mirrors_ok {}",
-        results.iter().filter(|r| r.status == Status::Ok).count()
-    );
+    for g in groups {
+        let _ = writeln!(
+            o,
+            "dmirror_probe_mirrors_ok{{registry=\"{}\"}} {}",
+            label(g.registry),
+            g.results.iter().filter(|r| r.status == Status::Ok).count()
+        );
+    }
     o
 }
 
@@ -169,32 +213,63 @@ pub const APPLY_OUTCOMES: [&str; 6] = [
     "failed",
 ];
 
+/// What one apply did to one registry's configuration.
+pub struct Applied<'a> {
+    pub target: &'a str,
+    pub registry: &'a str,
+    pub outcome: &'a str,
+    /// How many mirrors the configuration lists afterwards.
+    pub mirrors: usize,
+}
+
 /// Apply's own metrics, to follow [`probe`]'s.
 pub fn apply(report: &crate::commands::apply::Report) -> String {
-    let mut o = String::new();
-    family(
-        &mut o,
-        "dmirror_apply_outcome",
-        "What the last apply did: 1 for its outcome, 0 for the others.",
-    );
-    for outcome in APPLY_OUTCOMES {
-        let _ = writeln!(
-            o,
-            "dmirror_apply_outcome{{outcome=\"{outcome}\"}} {}",
-            u8::from(report.outcome == outcome)
-        );
-    }
-    family(
-        &mut o,
-        "dmirror_apply_mirrors",
-        "How many mirrors the daemon configuration lists after the apply.",
-    );
     let kept = if matches!(report.outcome, "applied" | "written") {
         report.new.len()
     } else {
         report.old.len()
     };
-    let _ = writeln!(o, "dmirror_apply_mirrors {kept}");
+    applied(&[Applied {
+        target: "docker",
+        registry: crate::reference::DOCKER_HUB,
+        outcome: report.outcome,
+        mirrors: kept,
+    }])
+}
+
+/// Apply's metrics, one series set per target and registry.
+pub fn applied(all: &[Applied<'_>]) -> String {
+    let mut o = String::new();
+    let l = |a: &Applied<'_>| {
+        format!(
+            "target=\"{}\",registry=\"{}\"",
+            label(a.target),
+            label(a.registry)
+        )
+    };
+    family(
+        &mut o,
+        "dmirror_apply_outcome",
+        "What the last apply did: 1 for its outcome, 0 for the others.",
+    );
+    for a in all {
+        for outcome in APPLY_OUTCOMES {
+            let _ = writeln!(
+                o,
+                "dmirror_apply_outcome{{{},outcome=\"{outcome}\"}} {}",
+                l(a),
+                u8::from(a.outcome == outcome)
+            );
+        }
+    }
+    family(
+        &mut o,
+        "dmirror_apply_mirrors",
+        "How many mirrors the configuration lists after the apply.",
+    );
+    for a in all {
+        let _ = writeln!(o, "dmirror_apply_mirrors{{{}}} {}", l(a), a.mirrors);
+    }
     o
 }
 

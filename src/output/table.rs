@@ -74,6 +74,36 @@ pub fn write_apply<W: Write>(
     writeln!(out, "{}: {}", report.outcome, report.message)
 }
 
+/// What apply did to each registry's configuration (containerd, podman).
+pub fn write_runtime_apply<W: Write>(
+    out: &mut W,
+    target: &str,
+    reports: &[crate::commands::apply_runtime::RegistryReport],
+    width: Option<u16>,
+) -> io::Result<()> {
+    let mut t = new_table(&["registry", "before", "after", "outcome"], width);
+    for r in reports {
+        let list = |l: &[String]| {
+            if l.is_empty() {
+                "-".to_owned()
+            } else {
+                l.join("\n")
+            }
+        };
+        t.add_row(vec![
+            Cell::new(&r.registry),
+            Cell::new(list(&r.old)),
+            Cell::new(list(&r.new)),
+            Cell::new(r.outcome),
+        ]);
+    }
+    writeln!(out, "\n{target} mirrors\n{t}")?;
+    for r in reports {
+        writeln!(out, "{}: {}: {}", r.registry, r.outcome, r.message)?;
+    }
+    Ok(())
+}
+
 /// The configured mirror list.
 pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror], width: Option<u16>) -> io::Result<()> {
     let mut t = new_table(&["mirror", "url", "provider", "enabled", "notes"], width);

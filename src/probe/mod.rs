@@ -29,6 +29,19 @@ pub use status::Status;
 /// A small, common image every Docker Hub mirror should have.
 pub const DEFAULT_IMAGE: &str = "library/alpine:latest";
 
+/// A small, long-lived public image of `registry` to probe its mirrors
+/// with, where one is known.
+pub fn default_image(registry: &str) -> Option<&'static str> {
+    Some(match registry {
+        crate::reference::DOCKER_HUB => DEFAULT_IMAGE,
+        "ghcr.io" => "ghcr.io/containerd/busybox:1.36",
+        "gcr.io" => "gcr.io/distroless/static:latest",
+        "quay.io" => "quay.io/prometheus/busybox:latest",
+        "registry.k8s.io" => "registry.k8s.io/pause:3.10",
+        _ => return None,
+    })
+}
+
 /// Everything the probe needs to know, resolved from flags and files.
 #[derive(Debug, Clone)]
 pub struct ProbeSettings {

@@ -1,0 +1,250 @@
+//! containerd's registry host configuration: `<dir>/<registry>/hosts.toml`
+//! with the upstream as `server` and one `[host."URL"]` table per mirror,
+//! tried in order before the server. containerd reads it on every pull; no
+//! restart. Format: containerd's docs/hosts.md.
+//!
+//! dmirror owns the `host` tables (the mirror list, as it owns dockerd's
+//! `registry-mirrors`): they are replaced by the ranking, but a host that
+//! stays keeps what the user set on it (`ca`, `header`, ...). Everything
+//! else — `server` if set, top-level keys, comments — is left alone.
+
+use std::path::{Path, PathBuf};
+
+use toml_edit::{value, Array, DocumentMut, Item, Table};
+
+use super::{max_position, parse, ConfError, Endpoint, Merged};
+
+/// The `hosts.toml` for `registry` under `dir`.
+pub fn hosts_path(dir: &Path, registry: &str) -> PathBuf {
+    dir.join(registry).join("hosts.toml")
+}
+
+/// The `[host."…"]` key for an endpoint. containerd appends `/v2` to a
+/// host's path unless `override_path` is set, so a prefix mirror is named
+/// by its full API root (`https://m.example/v2/ghcr.io`) with
+/// `override_path = true`.
+pub fn host_key(e: &Endpoint) -> String {
+    match &e.prefix {
+        None => e.root.clone(),
+        Some(p) => format!("{}/v2/{p}", e.root),
+    }
+}
+
+/// The hosts a file lists, in order.
+pub fn configured(text: &str) -> Result<Vec<String>, ConfError> {
+    let doc = parse(text)?;
+    Ok(match doc.get("host") {
+        Some(Item::Table(t)) => t.iter().map(|(k, _)| k.to_owned()).collect(),
+        _ => Vec::new(),
+    })
+}
+
+/// `text` (empty for a new file) with `hosts` as its host tables, best
+/// first, and `server` set to `server` unless the file sets one.
+pub fn merge(
+    text: &str,
+    registry: &str,
+    server: &str,
+    hosts: &[Endpoint],
+) -> Result<Merged, ConfError> {
+    let mut doc: DocumentMut = parse(text)?;
+    match doc.get("server") {
+        None => {
+            doc.insert("server", value(server));
+        }
+        Some(i) if i.is_str() => {}
+        Some(_) => {
+            return Err(ConfError::Shape(
+                "`server` must be a string (the upstream registry's URL)".into(),
+            ))
+        }
+    }
+    let mut old: Vec<(String, Table)> = Vec::new();
+    match doc.remove("host") {
+        None => {}
+        Some(Item::Table(t)) => {
+            for (k, item) in t {
+                match item {
+                    Item::Table(t) => old.push((k.to_string(), t)),
+                    _ => {
+                        return Err(ConfError::Shape(format!(
+                            "`host.{k}` must be a [host.\"URL\"] table"
+                        )))
+                    }
+                }
+            }
+        }
+        Some(_) => {
+            return Err(ConfError::Shape(
+                "`host` must hold [host.\"URL\"] tables, not an inline table or value".into(),
+            ))
+        }
+    }
+    let base = max_position(doc.as_table()) + 1;
+    let mut host = Table::new();
+    host.set_implicit(true);
+    host.set_position(base);
+    for (i, e) in hosts.iter().enumerate() {
+        let key = host_key(e);
+        let mut t = match old.iter().position(|(k, _)| *k == key) {
+            Some(at) => old.remove(at).1,
+            None => Table::new(),
+        };
+        if !t.contains_key("capabilities") {
+            let mut caps = Array::new();
+            caps.push("pull");
+            caps.push("resolve");
+            t.insert("capabilities", value(caps));
+        }
+        if e.prefix.is_some() {
+            t.insert("override_path", value(true));
+        }
+        if e.skip_verify {
+            t.insert("skip_verify", value(true));
+        }
+        t.set_position(base + 1 + i);
+        host.insert(&key, Item::Table(t));
+    }
+    if !hosts.is_empty() {
+        doc.insert("host", Item::Table(host));
+    }
+    let mut out = doc.to_string();
+    if text.trim().is_empty() {
+        out = format!(
+            "# {registry}: mirrors ranked by dmirror, best first. containerd tries each\n# host in order, then server. dmirror apply rewrites the host tables.\n{out}"
+        );
+    }
+    Ok(Merged {
+        text: out,
+        dropped: old.into_iter().map(|(k, _)| k).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(root: &str, prefix: Option<&str>) -> Endpoint {
+        Endpoint {
+            root: root.into(),
+            authority: root.split("://").nth(1).unwrap().into(),
+            prefix: prefix.map(Into::into),
+            http: root.starts_with("http:"),
+            skip_verify: false,
+        }
+    }
+
+    #[test]
+    fn a_new_file_lists_hosts_in_order_before_the_server() {
+        let m = merge(
+            "",
+            "ghcr.io",
+            "https://ghcr.io",
+            &[
+                ep("https://ghcr.m.example", None),
+                ep("https://m.example", Some("ghcr.io")),
+            ],
+        )
+        .unwrap();
+        let doc: toml::Table = toml::from_str(&m.text).unwrap();
+        assert_eq!(doc["server"].as_str(), Some("https://ghcr.io"));
+        let hosts = doc["host"].as_table().unwrap();
+        let keys: Vec<_> = hosts.keys().collect();
+        assert_eq!(
+            keys,
+            ["https://ghcr.m.example", "https://m.example/v2/ghcr.io"]
+        );
+        assert_eq!(
+            hosts["https://m.example/v2/ghcr.io"]["override_path"].as_bool(),
+            Some(true)
+        );
+        assert!(hosts["https://ghcr.m.example"]
+            .get("override_path")
+            .is_none());
+        assert!(
+            m.text.find("[host.\"https://ghcr.m.example\"]")
+                < m.text.find("[host.\"https://m.example/v2/ghcr.io\"]")
+        );
+        assert!(m.text.starts_with("# ghcr.io:"));
+        assert!(m.dropped.is_empty());
+    }
+
+    #[test]
+    fn merging_keeps_comments_server_and_what_the_user_set_on_a_host() {
+        let before = r#"# my registry settings
+server = "https://internal.example"   # keep this
+ca = "/etc/ssl/corp.pem"
+
+[host."https://old.example"]
+  capabilities = ["pull"]
+
+# the corporate cache
+[host."https://b.example"]
+  capabilities = ["pull", "resolve"]
+  header = { X-Team = ["infra"] }
+"#;
+        let m = merge(
+            before,
+            "docker.io",
+            "https://registry-1.docker.io",
+            &[ep("https://a.example", None), ep("https://b.example", None)],
+        )
+        .unwrap();
+        assert!(m.text.starts_with("# my registry settings\nserver = \"https://internal.example\"   # keep this\nca = \"/etc/ssl/corp.pem\"\n"));
+        assert!(m
+            .text
+            .contains("# the corporate cache\n[host.\"https://b.example\"]"));
+        assert!(m.text.contains("X-Team"));
+        assert!(!m.text.contains("old.example"));
+        assert_eq!(m.dropped, ["https://old.example"]);
+        assert_eq!(
+            configured(&m.text).unwrap(),
+            ["https://a.example", "https://b.example"]
+        );
+        // Applying the same list again changes nothing.
+        let again = merge(
+            &m.text,
+            "docker.io",
+            "https://registry-1.docker.io",
+            &[ep("https://a.example", None), ep("https://b.example", None)],
+        )
+        .unwrap();
+        assert_eq!(again.text, m.text);
+    }
+
+    #[test]
+    fn reordering_moves_the_tables() {
+        let first = merge(
+            "",
+            "docker.io",
+            "https://registry-1.docker.io",
+            &[ep("https://a.example", None), ep("https://b.example", None)],
+        )
+        .unwrap();
+        let second = merge(
+            &first.text,
+            "docker.io",
+            "https://registry-1.docker.io",
+            &[ep("https://b.example", None), ep("https://a.example", None)],
+        )
+        .unwrap();
+        assert_eq!(
+            configured(&second.text).unwrap(),
+            ["https://b.example", "https://a.example"]
+        );
+        assert!(
+            second.text.find("https://b.example").unwrap()
+                < second.text.find("https://a.example").unwrap()
+        );
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_the_reason() {
+        let e = merge("server = ", "docker.io", "x", &[]).unwrap_err();
+        assert!(matches!(e, ConfError::Syntax(_)), "{e}");
+        let e = merge("host = 3", "docker.io", "x", &[]).unwrap_err();
+        assert!(e.to_string().contains("`host` must hold"), "{e}");
+        let e = merge("server = 1", "docker.io", "x", &[]).unwrap_err();
+        assert!(e.to_string().contains("`server` must be a string"), "{e}");
+    }
+}
