@@ -50,6 +50,16 @@ fn user_file_merges_with_the_builtin_list() {
     let builtin = builtin["mirrors"].as_array().expect("array").clone();
     assert!(builtin.iter().any(|m| m["name"] == "daocloud"));
     assert!(builtin.iter().any(|m| m["upstream"] == true));
+    // What each mirror serves: Docker Hub at the root, another registry at
+    // the root, or several under a prefix.
+    assert!(builtin
+        .iter()
+        .any(|m| m["name"] == "daocloud" && m["registry"] == "docker.io"));
+    assert!(builtin.iter().any(|m| m["registry"] == "ghcr.io"));
+    assert!(builtin.iter().any(|m| m["registry"] == ""
+        && m["prefix_for"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|r| r == "quay.io"))));
 
     let dir = lab.path("config/dmirror");
     std::fs::create_dir_all(&dir).expect("mkdir");

@@ -67,7 +67,7 @@ pub fn apply_args(extra: &[String]) -> Result<Vec<String>, String> {
         return Err("--dry-run in the nightly job would never apply anything".into());
     }
     let argv = std::iter::once("dmirror".to_owned()).chain(args.iter().cloned());
-    Cli::try_parse_from(argv).map_err(|e| {
+    let cli = Cli::try_parse_from(argv).map_err(|e| {
         let text = e.to_string();
         let first = text
             .lines()
@@ -76,6 +76,13 @@ pub fn apply_args(extra: &[String]) -> Result<Vec<String>, String> {
             .trim_start_matches("error: ");
         format!("the options for the nightly apply are wrong: {first}")
     })?;
+    // containerd and podman read their files on every pull: nothing to reload.
+    let told = extra.iter().any(|a| a == "--reload" || a == "--restart");
+    if let crate::cli::Command::Apply(a) = &cli.command {
+        if a.target != crate::cli::Target::Docker && !told {
+            args.retain(|a| a != "--reload");
+        }
+    }
     Ok(args)
 }
 
@@ -122,7 +129,7 @@ pub fn service_unit(job: &Job) -> String {
         "\
 # Installed by `dmirror schedule install`; remove with `dmirror schedule remove`.
 [Unit]
-Description=Re-rank Docker registry mirrors and apply the best to dockerd (dmirror)
+Description=Re-rank registry mirrors and apply the best (dmirror)
 Wants=network-online.target
 After=network-online.target docker.service
 
@@ -401,6 +408,10 @@ mod tests {
     #[test]
     fn apply_options_are_checked_and_reload_is_the_default() {
         assert_eq!(apply_args(&[]).unwrap(), ["apply", "--reload"]);
+        assert_eq!(
+            apply_args(&["--target".into(), "containerd".into()]).unwrap(),
+            ["apply", "--target", "containerd"]
+        );
         let with = apply_args(&["--restart".into(), "--top".into(), "2".into()]).unwrap();
         assert_eq!(with, ["apply", "--restart", "--top", "2"]);
         assert!(apply_args(&["--top".into(), "zero".into()])

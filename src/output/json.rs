@@ -51,6 +51,10 @@ struct ListEntry<'a> {
     enabled: bool,
     insecure: bool,
     upstream: bool,
+    /// The registry served at the root; empty for a prefix-only mirror.
+    registry: &'a str,
+    /// Registries served under `/v2/<registry>/`.
+    prefix_for: &'a [String],
 }
 
 pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror]) -> io::Result<()> {
@@ -64,6 +68,8 @@ pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror]) -> io::Result<()> {
             enabled: m.enabled,
             insecure: m.insecure,
             upstream: m.upstream,
+            registry: &m.registry,
+            prefix_for: &m.prefix_for,
         })
         .collect();
     serde_json::to_writer_pretty(&mut *out, &serde_json::json!({ "mirrors": entries }))?;

@@ -106,8 +106,18 @@ pub fn write_runtime_apply<W: Write>(
 
 /// The configured mirror list.
 pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror], width: Option<u16>) -> io::Result<()> {
-    let mut t = new_table(&["mirror", "url", "provider", "enabled", "notes"], width);
+    let mut t = new_table(
+        &["mirror", "url", "serves", "provider", "enabled", "notes"],
+        width,
+    );
     for m in mirrors {
+        let mut serves: Vec<String> = Vec::new();
+        if !m.registry.is_empty() {
+            serves.push(m.registry.clone());
+        }
+        if !m.prefix_for.is_empty() {
+            serves.push(format!("prefix: {}", m.prefix_for.join(", ")));
+        }
         let mut enabled = if m.enabled { "yes" } else { "no" }.to_owned();
         if m.upstream {
             enabled.push_str(" (upstream)");
@@ -115,6 +125,7 @@ pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror], width: Option<u16>)
         t.add_row(vec![
             m.name.clone(),
             m.url.to_string(),
+            serves.join("; "),
             m.provider.clone().unwrap_or_default(),
             enabled,
             m.notes.clone().unwrap_or_default(),
