@@ -22,7 +22,7 @@ use crate::probe::{MirrorResult, Status};
 use crate::rank;
 
 /// How long a second apply waits for the first to finish.
-pub(super) const LOCK_WAIT: Duration = Duration::from_secs(120);
+const LOCK_WAIT: Duration = Duration::from_secs(120);
 
 /// What apply did, for the table and `--json`.
 #[derive(Debug, Serialize)]
@@ -102,6 +102,34 @@ pub(super) fn check_writable(path: &Path, dry_run: bool) -> Result<(), Failure> 
         };
         Failure::usage(anyhow!("cannot write {}: {e}{hint}", path.display()))
     })
+}
+
+/// The directory holding `path`.
+pub(super) fn parent(path: &Path) -> PathBuf {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_owned()
+}
+
+/// Lock `dir` for writing `what` (unless nothing will be written), saying
+/// so when another apply makes us wait.
+pub(super) fn lock(
+    dir: &Path,
+    what: &Path,
+    dry_run: bool,
+) -> Result<Option<write::DirLock>, Failure> {
+    (!dry_run)
+        .then(|| {
+            write::lock_dir(dir, LOCK_WAIT, || {
+                say(format!(
+                    "waiting for another dmirror apply to finish with {}",
+                    what.display()
+                ))
+            })
+        })
+        .transpose()
+        .map_err(|e| Failure::new(ExitStatus::NothingUsable, e))
 }
 
 /// A unified diff of a configuration file, for `--dry-run`.
@@ -190,22 +218,8 @@ async fn run_docker(args: &ApplyArgs) -> CommandResult {
         return Ok(ExitStatus::NothingUsable);
     }
 
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned();
-    let _lock = (!args.dry_run)
-        .then(|| {
-            write::lock_dir(&dir, LOCK_WAIT, || {
-                say(format!(
-                    "waiting for another dmirror apply to finish with {}",
-                    path.display()
-                ))
-            })
-        })
-        .transpose()
-        .map_err(|e| Failure::new(ExitStatus::NothingUsable, e))?;
+    let dir = parent(&path);
+    let _lock = lock(&dir, &path, args.dry_run)?;
     if !args.dry_run {
         write::remove_stale_temps(&path);
     }

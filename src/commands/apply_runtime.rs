@@ -14,7 +14,7 @@ use anyhow::anyhow;
 use serde::Serialize;
 
 use super::apply::{
-    check_writable, diff, keep_configured, read_file, write_with_backup, Current, LOCK_WAIT,
+    check_writable, diff, keep_configured, lock, parent, read_file, write_with_backup, Current,
 };
 use super::probe::{parse_image, probe_ranked, settings, write_textfile, Ranked};
 use super::{load_mirrors, say, table_width, CommandResult, Failure};
@@ -43,6 +43,21 @@ pub struct RegistryReport {
     /// One of `unchanged`, `dry-run`, `written`, `failed`.
     pub outcome: &'static str,
     pub message: String,
+}
+
+impl RegistryReport {
+    /// `unchanged` until told otherwise.
+    fn new(p: &Probed, file: &Path, old: Vec<String>, new: Vec<String>) -> Self {
+        Self {
+            registry: p.registry.clone(),
+            image: p.image.to_string(),
+            file: file.to_owned(),
+            old,
+            new,
+            outcome: "unchanged",
+            message: String::new(),
+        }
+    }
 }
 
 /// One registry's probe.
@@ -118,17 +133,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
         Target::Containerd => hosts_dir.clone(),
         _ => parent(&files[0]),
     };
-    let _lock = (!args.dry_run)
-        .then(|| {
-            write::lock_dir(&lock_at, LOCK_WAIT, || {
-                say(format!(
-                    "waiting for another dmirror apply to finish with {}",
-                    lock_at.display()
-                ))
-            })
-        })
-        .transpose()
-        .map_err(|e| Failure::new(ExitStatus::NothingUsable, e))?;
+    let _lock = lock(&lock_at, &lock_at, args.dry_run)?;
     let reports = match target {
         Target::Containerd => {
             let mut reports = Vec::new();
@@ -145,13 +150,6 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
     } else {
         ExitStatus::NothingUsable
     })
-}
-
-fn parent(path: &Path) -> PathBuf {
-    path.parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_owned()
 }
 
 fn conf_failure(file: &Path, e: ConfError) -> Failure {
@@ -262,17 +260,13 @@ fn plan(args: &ApplyArgs, list: &MirrorList) -> Result<Vec<(String, Reference)>,
 /// The report of a registry none of whose mirrors works.
 fn failed(p: &Probed, file: &Path, old: Vec<String>) -> RegistryReport {
     RegistryReport {
-        registry: p.registry.clone(),
-        image: p.image.to_string(),
-        file: file.to_owned(),
-        new: old.clone(),
-        old,
         outcome: "failed",
         message: format!(
             "no mirror of {} is ok; its configuration in {} was left as it is",
             p.registry,
             file.display()
         ),
+        ..RegistryReport::new(p, file, old.clone(), old)
     }
 }
 
@@ -324,18 +318,10 @@ fn apply_containerd(
         return Ok(failed(p, file, old));
     }
     let new: Vec<String> = p.chosen.iter().map(containerd::host_key).collect();
-    let mut report = RegistryReport {
-        registry: p.registry.clone(),
-        image: p.image.to_string(),
-        file: file.to_owned(),
-        old: old.clone(),
-        new: new.clone(),
-        outcome: "unchanged",
-        message: String::new(),
-    };
-    if let Some(why) = keep(args, p, &old, &new) {
-        report.new = old;
+    let mut report = RegistryReport::new(p, file, old, new);
+    if let Some(why) = keep(args, p, &report.old, &report.new) {
         report.message = format!("{why}; {} left as it is", file.display());
+        report.new = report.old.clone();
         return Ok(report);
     }
     let server = upstream_server(&p.registry, list.enabled());
@@ -343,7 +329,7 @@ fn apply_containerd(
         .map_err(|e| conf_failure(file, e))?;
     let done = format!(
         "containerd uses {} mirror(s) of {} from {} from its next pull on (no restart needed){}",
-        new.len(),
+        report.new.len(),
         p.registry,
         file.display(),
         dropped_note(&merged.dropped)
@@ -379,19 +365,11 @@ fn apply_podman(
             continue;
         }
         let new: Vec<String> = p.chosen.iter().map(podman::location).collect();
-        let mut report = RegistryReport {
-            registry: p.registry.clone(),
-            image: p.image.to_string(),
-            file: file.to_owned(),
-            old: old.clone(),
-            new: new.clone(),
-            outcome: "unchanged",
-            message: String::new(),
-        };
-        if let Some(why) = keep(args, p, &old, &new) {
-            report.new = old;
+        let mut report = RegistryReport::new(p, file, old, new);
+        if let Some(why) = keep(args, p, &report.old, &report.new) {
             report.message = format!("{why}; left as it is in {}", file.display());
-        } else if old == new {
+            report.new = report.old.clone();
+        } else if report.old == report.new {
             report.message = format!("{} already holds this list", file.display());
         } else {
             report.outcome = "pending";
