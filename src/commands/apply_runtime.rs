@@ -109,6 +109,14 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
         check_writable(file, args.dry_run)?;
     }
 
+    if target == Target::Containerd {
+        if let Ok(config) = std::fs::read_to_string(containerd::CONFIG) {
+            if let Some(warning) = containerd::cri_warning(&config, &hosts_dir) {
+                say(format!("warning: {warning}"));
+            }
+        }
+    }
+
     let mut probed = Vec::new();
     for (registry, image) in plans {
         say(format!("{registry}: probing its mirrors with {image}"));

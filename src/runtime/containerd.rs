@@ -120,6 +120,59 @@ pub fn merge(
     })
 }
 
+/// containerd's own configuration file, where CRI learns `config_path`.
+pub const CONFIG: &str = "/etc/containerd/config.toml";
+
+/// Why containerd's CRI (kubelet, crictl) would not read the hosts files
+/// under `hosts_dir`, given its config.toml; `None` when it would, or when
+/// the file cannot tell. `ctr` and nerdctl take `--hosts-dir` themselves.
+pub fn cri_warning(config: &str, hosts_dir: &Path) -> Option<String> {
+    let doc: toml::Table = toml::from_str(config).ok()?;
+    let version = doc
+        .get("version")
+        .and_then(toml::Value::as_integer)
+        .unwrap_or(1);
+    // containerd 2 (version 3) reads certs.d by default; 1.x (2) reads nothing.
+    let (plugin, default) = match version {
+        3.. => (
+            "io.containerd.cri.v1.images",
+            "/etc/containerd/certs.d:/etc/docker/certs.d",
+        ),
+        2 => ("io.containerd.grpc.v1.cri", ""),
+        _ => ("cri", ""),
+    };
+    let table = doc
+        .get("plugins")
+        .and_then(|p| p.get(plugin))
+        .and_then(|c| c.get("registry"));
+    let configured = table
+        .and_then(|r| r.get("config_path"))
+        .and_then(toml::Value::as_str)
+        .unwrap_or(default);
+    let wanted = hosts_dir.to_string_lossy();
+    let wanted = wanted.trim_end_matches('/');
+    if configured
+        .split(':')
+        .any(|p| p.trim_end_matches('/') == wanted)
+    {
+        return None;
+    }
+    let legacy = table.and_then(|r| r.get("mirrors")).is_some();
+    let found = if configured.is_empty() {
+        "sets no config_path for it".to_owned()
+    } else {
+        format!("sets config_path = {configured}")
+    };
+    let legacy = if legacy {
+        ", removing the deprecated registry.mirrors there"
+    } else {
+        ""
+    };
+    Some(format!(
+        "containerd's CRI (kubelet, crictl) does not read {wanted}: {CONFIG} {found}. Set config_path = \"{wanted}\" under [plugins.\"{plugin}\".registry]{legacy} and restart containerd once; after that it reads the files on every pull"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -236,6 +289,28 @@ ca = "/etc/ssl/corp.pem"
             second.text.find("https://b.example").unwrap()
                 < second.text.find("https://a.example").unwrap()
         );
+    }
+
+    #[test]
+    fn cri_must_be_told_where_the_hosts_files_are() {
+        let dir = Path::new("/etc/containerd/certs.d");
+        let v2 = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/etc/containerd/certs.d:/etc/docker/certs.d\"\n";
+        assert_eq!(cri_warning(v2, dir), None);
+        let unset = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry.mirrors.\"docker.io\"]\nendpoint = [\"https://x\"]\n";
+        let w = cri_warning(unset, dir).unwrap();
+        assert!(w.contains("sets no config_path"), "{w}");
+        assert!(
+            w.contains("[plugins.\"io.containerd.grpc.v1.cri\".registry]"),
+            "{w}"
+        );
+        assert!(w.contains("deprecated registry.mirrors"), "{w}");
+        let elsewhere = "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\".registry]\nconfig_path = \"/srv/hosts\"\n";
+        let w = cri_warning(elsewhere, dir).unwrap();
+        assert!(w.contains("sets config_path = /srv/hosts"), "{w}");
+        // containerd 2 reads certs.d unless told otherwise.
+        assert_eq!(cri_warning("version = 3\n", dir), None);
+        assert!(cri_warning("version = 3\n", Path::new("/srv/hosts")).is_some());
+        assert_eq!(cri_warning("not toml [", dir), None);
     }
 
     #[test]
