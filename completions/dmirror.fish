@@ -62,7 +62,7 @@ complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l target -d 'Wha
 containerd\t'containerd (Kubernetes nodes, nerdctl): <hosts-dir>/<registry>/hosts.toml'
 podman\t'podman, skopeo, buildah, CRI-O: containers-registries.conf'"
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l hosts-dir -d 'containerd\'s registry configuration directory (--target containerd): dmirror writes DIR/<registry>/hosts.toml. [default: /etc/containerd/certs.d]' -r -F
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l registries-conf -d 'The registries.conf file to write (--target podman). [default: /etc/containers/registries.conf.d/50-dmirror.conf]' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l registries-conf -d 'The registries.conf file to write (--target podman). [default: /etc/containers/registries.conf.d/50-dmirror.conf, or for rootless podman ~/.config/containers/registries.conf.d/50-dmirror.conf]' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l registry -d 'Configure only this registry (repeatable; --target containerd|podman). Default: every registry an enabled mirror serves' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l top -d 'How many of the best working mirrors to write (per registry)' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l daemon-json -d 'dockerd\'s configuration file (created if absent; --target docker)' -r -F

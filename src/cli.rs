@@ -130,7 +130,8 @@ pub struct ApplyArgs {
     pub hosts_dir: Option<PathBuf>,
 
     /// The registries.conf file to write (--target podman).
-    /// [default: /etc/containers/registries.conf.d/50-dmirror.conf]
+    /// [default: /etc/containers/registries.conf.d/50-dmirror.conf, or for
+    /// rootless podman ~/.config/containers/registries.conf.d/50-dmirror.conf]
     #[arg(long, value_name = "FILE")]
     pub registries_conf: Option<PathBuf>,
 

@@ -90,7 +90,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
     let conf = args
         .registries_conf
         .clone()
-        .unwrap_or_else(|| PathBuf::from(podman::DEFAULT_DROP_IN));
+        .unwrap_or_else(podman::default_path);
     let follow = |p: PathBuf| {
         write::resolve(&p)
             .map_err(|e| Failure::usage(anyhow!("cannot follow {}: {e}", p.display())))

@@ -12,10 +12,23 @@ use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
 
 use super::{max_position, parse, ConfError, Endpoint, Merged};
 
-/// The default file: a drop-in of dmirror's own, so the distribution's
-/// registries.conf is never touched. Drop-ins are read after the main file
-/// and replace its `[[registry]]` entries of the same prefix.
+/// The default file for root: a drop-in of dmirror's own, so the
+/// distribution's registries.conf is never touched. Drop-ins are read after
+/// the main file and replace its `[[registry]]` entries of the same prefix
+/// (containers-registries.conf.d(5)).
 pub const DEFAULT_DROP_IN: &str = "/etc/containers/registries.conf.d/50-dmirror.conf";
+
+/// The default file: [`DEFAULT_DROP_IN`] for root; for anyone else the same
+/// drop-in in their own configuration (`~/.config/containers/registries.conf.d`),
+/// which rootless podman reads after the system's.
+pub fn default_path() -> std::path::PathBuf {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    match dirs::config_dir() {
+        Some(dir) if !root => dir.join("containers/registries.conf.d/50-dmirror.conf"),
+        _ => DEFAULT_DROP_IN.into(),
+    }
+}
 
 /// A mirror's `location`.
 pub fn location(e: &Endpoint) -> String {
