@@ -19,7 +19,8 @@ pub enum Command {
     /// Probe every mirror at the registry level and rank the working ones.
     Probe(ProbeArgs),
     /// Probe, then write the best mirrors into dockerd's daemon.json, make
-    /// dockerd take them, verify, and roll back if it does not.
+    /// dockerd take them, verify, and roll back if it does not (or into
+    /// containerd's hosts.toml or podman's registries.conf: --target).
     Apply(ApplyArgs),
     /// Pull an image over several mirrors at once, verify every byte, and
     /// load it into Docker or write it as an OCI layout or docker-archive.
