@@ -91,6 +91,16 @@ impl FromStr for Reference {
             }
             _ => (DOCKER_HUB.to_owned(), name.to_owned()),
         };
+        let host_ok = !registry.starts_with(['.', '-', ':'])
+            && !registry.contains("..")
+            && registry
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'));
+        if !host_ok {
+            return Err(err(
+                "the registry must be a host name, with an optional :port",
+            ));
+        }
         let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
             DOCKER_HUB.to_owned()
         } else {
@@ -160,6 +170,8 @@ mod tests {
         assert_eq!(r("bitnami/redis").repository, "bitnami/redis");
         assert_eq!(r("ghcr.io/owner/app:v1").registry, "ghcr.io");
         assert_eq!(r("localhost:5000/app").registry, "localhost:5000");
+        assert!("..:5/x/y".parse::<Reference>().is_err());
+        assert!("a..b.io/x".parse::<Reference>().is_err());
         assert_eq!(r("localhost:5000/app").tag.as_deref(), Some("latest"));
         assert_eq!(r("index.docker.io/library/alpine").registry, "docker.io");
         let d = format!("sha256:{}", "a".repeat(64));
