@@ -11,10 +11,9 @@
 mod lab;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
-use lab::dockerd::isolate;
+use lab::dockerd::{isolate, Containerd};
 use lab::{dmirror, Front, Image, Lab};
 
 const MB: usize = 1024 * 1024;
@@ -114,76 +113,6 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
         .iter()
         .map(|s| s.as_str().expect("string").to_owned())
         .collect()
-}
-
-/// A containerd of the test's own: own root, state and socket, no CRI.
-struct Containerd {
-    socket: PathBuf,
-    child: Child,
-    root: PathBuf,
-}
-
-impl Containerd {
-    fn start(dir: &Path) -> Containerd {
-        let bin = lab::require("containerd", "containerd");
-        lab::require("ctr", "containerd");
-        std::fs::create_dir_all(dir).expect("mkdir");
-        let socket = dir.join("containerd.sock");
-        let config = dir.join("config.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{1}\"\n",
-                dir.display(),
-                socket.display()
-            ),
-        )
-        .expect("write config");
-        let child = Command::new(bin)
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("containerd.log")).expect("log"))
-            .spawn()
-            .expect("start containerd");
-        let c = Containerd {
-            socket,
-            child,
-            root: dir.to_owned(),
-        };
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(30) {
-            if c.ctr(&["version"]).status.success() {
-                return c;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("containerd did not answer within 30 s");
-    }
-
-    fn ctr(&self, args: &[&str]) -> Output {
-        Command::new("ctr")
-            .arg("--address")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run ctr")
-    }
-}
-
-impl Drop for Containerd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "grep -o ' {}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
-                self.root.display()
-            ))
-            .status();
-    }
 }
 
 /// Issue 6: apply writes one hosts.toml per registry — working mirrors
@@ -392,6 +321,20 @@ fn bad_files_and_dry_runs_change_nothing() {
     assert!(!err.contains("probing"), "probed before checking: {err}");
     assert!(!hosts.join("docker.io").exists());
 
+    // A file that parses but that dmirror could not merge is refused as early.
+    std::fs::write(&bad, "server = \"https://ghcr.io\"\nhost = \"https://x\"\n").unwrap();
+    let out = apply(&w, "containerd", "--hosts-dir", &hosts, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("`host` must hold") && !err.contains("probing"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&bad).unwrap(),
+        "server = \"https://ghcr.io\"\nhost = \"https://x\"\n"
+    );
+
     std::fs::remove_file(&bad).unwrap();
     let out = apply(&w, "containerd", "--hosts-dir", &hosts, &["--dry-run"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -407,24 +350,21 @@ fn bad_files_and_dry_runs_change_nothing() {
     // The metrics of a run over several registries are valid exposition
     // text: one family each, a series per registry.
     let promtool = lab::require("promtool", "prometheus");
-    let out = dmirror(&w.lab)
-        .args(["apply", "--target", "containerd", "--dry-run"])
-        .args(["--image", "small", "--image", "ghcr.io/owner/app:v1"])
-        .args([
-            "--timeout",
-            "2s",
-            "--budget",
-            "1s",
-            "--format",
-            "prometheus",
-        ])
-        .arg("--mirrors")
-        .arg(&w.mirrors)
-        .arg("--hosts-dir")
-        .arg(&hosts)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let dry_run = |format: &str| {
+        let out = dmirror(&w.lab)
+            .args(["apply", "--target", "containerd", "--dry-run"])
+            .args(["--image", "small", "--image", "ghcr.io/owner/app:v1"])
+            .args(["--timeout", "2s", "--budget", "1s", "--format", format])
+            .arg("--mirrors")
+            .arg(&w.mirrors)
+            .arg("--hosts-dir")
+            .arg(&hosts)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        out
+    };
+    let out = dry_run("prometheus");
     let text = String::from_utf8(out.stdout).unwrap();
     let metrics = w.lab.path("metrics.prom");
     std::fs::write(&metrics, &text).unwrap();
@@ -440,6 +380,15 @@ fn bad_files_and_dry_runs_change_nothing() {
         "dmirror_apply_outcome{target=\"containerd\",registry=\"ghcr.io\",outcome=\"dry-run\"} 1",
     ] {
         assert!(text.contains(line), "no {line} in\n{text}");
+    }
+    // Plain lines (the nightly job's journal) say which registry each is of.
+    let plain = String::from_utf8(dry_run("plain").stdout).unwrap();
+    for line in [
+        "registry=docker.io rank=1 mirror=",
+        "registry=ghcr.io rank=3 mirror=dead status=unreachable ",
+        "apply target=containerd registry=ghcr.io outcome=dry-run ",
+    ] {
+        assert!(plain.contains(line), "no {line} in\n{plain}");
     }
 
     let conf = w.lab.path("v1.conf");

@@ -27,8 +27,6 @@ use crate::probe::{MirrorResult, Status};
 use crate::reference::{Reference, DOCKER_HUB};
 use crate::runtime::{containerd, podman, upstream_server, ConfError, Endpoint};
 
-const DEFAULT_HOSTS_DIR: &str = "/etc/containerd/certs.d";
-
 /// What apply did to one registry's configuration.
 #[derive(Debug, Serialize)]
 pub struct RegistryReport {
@@ -86,7 +84,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
     let hosts_dir = args
         .hosts_dir
         .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_HOSTS_DIR));
+        .unwrap_or_else(|| PathBuf::from(containerd::DEFAULT_DIR));
     let conf = args
         .registries_conf
         .clone()
@@ -363,8 +361,11 @@ fn apply_podman(
     file: &Path,
 ) -> Result<Vec<RegistryReport>, Failure> {
     let current = read_file(file)?;
+    // One file for every registry: merge them in turn, so that each
+    // registry's outcome says whether its own part changed.
+    let mut text = current.text.clone();
+    let mut dropped = Vec::new();
     let mut reports = Vec::new();
-    let mut changes = Vec::new();
     for p in probed {
         let old =
             podman::configured(&current.text, &p.registry).map_err(|e| conf_failure(file, e))?;
@@ -377,24 +378,28 @@ fn apply_podman(
         if let Some(why) = keep(args, p, &report.old, &report.new) {
             report.message = format!("{why}; left as it is in {}", file.display());
             report.new = report.old.clone();
-        } else if report.old == report.new {
-            report.message = format!("{} already holds this list", file.display());
         } else {
-            report.outcome = "pending";
-            changes.push((p.registry.clone(), p.chosen.clone()));
+            let merged =
+                podman::merge(&text, &p.registry, &p.chosen).map_err(|e| conf_failure(file, e))?;
+            if merged.text == text {
+                report.message = format!("{} already holds this list", file.display());
+            } else {
+                report.outcome = "pending";
+                text = merged.text;
+                dropped.extend(merged.dropped);
+            }
         }
         reports.push(report);
     }
-    if changes.is_empty() {
+    if text == current.text {
         return Ok(reports);
     }
-    let merged = podman::merge(&current.text, &changes).map_err(|e| conf_failure(file, e))?;
     let done = format!(
         "podman, skopeo and buildah use the new mirrors from {} on their next pull{}",
         file.display(),
-        dropped_note(&merged.dropped)
+        dropped_note(&dropped)
     );
-    let (outcome, message) = finish(args, file, &current, &merged.text, done)?;
+    let (outcome, message) = finish(args, file, &current, &text, done)?;
     for r in reports.iter_mut().filter(|r| r.outcome == "pending") {
         r.outcome = outcome;
         r.message.clone_from(&message);
@@ -438,12 +443,8 @@ fn render(args: &ApplyArgs, probed: &[Probed], reports: &[RegistryReport]) -> Re
         Format::Json => {
             let mut registries = Vec::new();
             for (p, r) in probed.iter().zip(reports) {
-                let mut buf = Vec::new();
-                output::json::write_probe(&mut buf, &p.ranked.results)?;
-                let probe: serde_json::Value =
-                    serde_json::from_slice(&buf).map_err(std::io::Error::other)?;
                 let mut entry = serde_json::to_value(r).map_err(std::io::Error::other)?;
-                entry["mirrors"] = probe["mirrors"].clone();
+                entry["mirrors"] = output::json::probe_mirrors(&p.ranked.results);
                 registries.push(entry);
             }
             let doc = serde_json::json!({ "target": target, "registries": registries });
@@ -459,11 +460,7 @@ fn render(args: &ApplyArgs, probed: &[Probed], reports: &[RegistryReport]) -> Re
         }
         Format::Plain => {
             for p in probed {
-                let mut buf = Vec::new();
-                output::plain::write_probe(&mut buf, &p.ranked.results)?;
-                for line in String::from_utf8_lossy(&buf).lines() {
-                    writeln!(out, "registry={} {line}", value(&p.registry))?;
-                }
+                output::plain::write_probe_of(&mut out, Some(&p.registry), &p.ranked.results)?;
             }
             for r in reports {
                 writeln!(

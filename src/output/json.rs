@@ -23,20 +23,29 @@ struct ProbeEntry<'a> {
     error: Option<&'a str>,
 }
 
+fn entries(results: &[MirrorResult]) -> Vec<ProbeEntry<'_>> {
+    results
+        .iter()
+        .map(|r| ProbeEntry {
+            name: &r.mirror.name,
+            url: r.mirror.url.as_str(),
+            status: r.status,
+            latency_ms: r.latency.map(|d| d.as_millis() as u64),
+            throughput_bps: r.throughput_bps.map(|b| b.round() as u64),
+            digest: r.digest.as_deref(),
+            error: r.error.as_deref(),
+        })
+        .collect()
+}
+
+/// The `mirrors` array of a probe, to embed in a larger document.
+pub fn probe_mirrors(results: &[MirrorResult]) -> serde_json::Value {
+    serde_json::to_value(entries(results)).unwrap_or_default()
+}
+
 pub fn write_probe<W: Write>(out: &mut W, results: &[MirrorResult]) -> io::Result<()> {
     let doc = ProbeDoc {
-        mirrors: results
-            .iter()
-            .map(|r| ProbeEntry {
-                name: &r.mirror.name,
-                url: r.mirror.url.as_str(),
-                status: r.status,
-                latency_ms: r.latency.map(|d| d.as_millis() as u64),
-                throughput_bps: r.throughput_bps.map(|b| b.round() as u64),
-                digest: r.digest.as_deref(),
-                error: r.error.as_deref(),
-            })
-            .collect(),
+        mirrors: entries(results),
     };
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)
@@ -82,10 +91,7 @@ pub fn write_apply<W: Write>(
     results: &[MirrorResult],
     report: &crate::commands::apply::Report,
 ) -> io::Result<()> {
-    let mut probe = Vec::new();
-    write_probe(&mut probe, results)?;
-    let probe: serde_json::Value = serde_json::from_slice(&probe).map_err(io::Error::other)?;
-    let doc = serde_json::json!({ "mirrors": probe["mirrors"], "apply": report });
+    let doc = serde_json::json!({ "mirrors": probe_mirrors(results), "apply": report });
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)
 }

@@ -27,8 +27,22 @@ pub fn value(v: &str) -> String {
     s
 }
 
+/// One line per ranked mirror.
 pub fn write_probe<W: Write>(out: &mut W, results: &[MirrorResult]) -> io::Result<()> {
+    write_probe_of(out, None, results)
+}
+
+/// One line per ranked mirror, each opening with `registry=` when given
+/// (apply over several registries).
+pub fn write_probe_of<W: Write>(
+    out: &mut W,
+    registry: Option<&str>,
+    results: &[MirrorResult],
+) -> io::Result<()> {
     for (i, r) in results.iter().enumerate() {
+        if let Some(registry) = registry {
+            write!(out, "registry={} ", value(registry))?;
+        }
         write!(
             out,
             "rank={} mirror={} status={} url={}",

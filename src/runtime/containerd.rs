@@ -30,13 +30,44 @@ pub fn host_key(e: &Endpoint) -> String {
     }
 }
 
+/// The default of `--hosts-dir`, where containerd's CRI looks by convention.
+pub const DEFAULT_DIR: &str = "/etc/containerd/certs.d";
+
+/// Parse a hosts.toml and check the parts dmirror reads or writes, so that
+/// a file it cannot merge is refused before any probing.
+fn checked(text: &str) -> Result<DocumentMut, ConfError> {
+    let doc = parse(text)?;
+    if doc.get("server").is_some_and(|s| !s.is_str()) {
+        return Err(ConfError::Shape(
+            "`server` must be a string (the upstream registry's URL)".into(),
+        ));
+    }
+    match doc.get("host") {
+        None => {}
+        Some(Item::Table(t)) => {
+            if let Some((k, _)) = t.iter().find(|(_, item)| !item.is_table()) {
+                return Err(ConfError::Shape(format!(
+                    "`host.{k}` must be a [host.\"URL\"] table"
+                )));
+            }
+        }
+        Some(_) => {
+            return Err(ConfError::Shape(
+                "`host` must hold [host.\"URL\"] tables, not an inline table or value".into(),
+            ))
+        }
+    }
+    Ok(doc)
+}
+
 /// The hosts a file lists, in order.
 pub fn configured(text: &str) -> Result<Vec<String>, ConfError> {
-    let doc = parse(text)?;
-    Ok(match doc.get("host") {
-        Some(Item::Table(t)) => t.iter().map(|(k, _)| k.to_owned()).collect(),
-        _ => Vec::new(),
-    })
+    let doc = checked(text)?;
+    Ok(doc
+        .get("host")
+        .and_then(Item::as_table)
+        .map(|t| t.iter().map(|(k, _)| k.to_owned()).collect())
+        .unwrap_or_default())
 }
 
 /// `text` (empty for a new file) with `hosts` as its host tables, best
@@ -47,39 +78,20 @@ pub fn merge(
     server: &str,
     hosts: &[Endpoint],
 ) -> Result<Merged, ConfError> {
-    let mut doc: DocumentMut = parse(text)?;
-    match doc.get("server") {
-        None => {
-            doc.insert("server", value(server));
-        }
-        Some(i) if i.is_str() => {}
-        Some(_) => {
-            return Err(ConfError::Shape(
-                "`server` must be a string (the upstream registry's URL)".into(),
-            ))
-        }
+    let mut doc = checked(text)?;
+    if !doc.contains_key("server") {
+        doc.insert("server", value(server));
     }
-    let mut old: Vec<(String, Table)> = Vec::new();
-    match doc.remove("host") {
-        None => {}
-        Some(Item::Table(t)) => {
-            for (k, item) in t {
-                match item {
-                    Item::Table(t) => old.push((k.to_string(), t)),
-                    _ => {
-                        return Err(ConfError::Shape(format!(
-                            "`host.{k}` must be a [host.\"URL\"] table"
-                        )))
-                    }
-                }
-            }
-        }
-        Some(_) => {
-            return Err(ConfError::Shape(
-                "`host` must hold [host.\"URL\"] tables, not an inline table or value".into(),
-            ))
-        }
-    }
+    let mut old: Vec<(String, Table)> = match doc.remove("host") {
+        Some(Item::Table(t)) => t
+            .into_iter()
+            .filter_map(|(k, item)| match item {
+                Item::Table(t) => Some((k.to_string(), t)),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     let base = max_position(doc.as_table()) + 1;
     let mut host = Table::new();
     host.set_implicit(true);
@@ -321,5 +333,9 @@ ca = "/etc/ssl/corp.pem"
         assert!(e.to_string().contains("`host` must hold"), "{e}");
         let e = merge("server = 1", "docker.io", "x", &[]).unwrap_err();
         assert!(e.to_string().contains("`server` must be a string"), "{e}");
+        // The check apply makes before probing refuses the same files.
+        for bad in ["host = 3", "server = 1", "[host]\nx = 1\n"] {
+            assert!(configured(bad).is_err(), "{bad}");
+        }
     }
 }

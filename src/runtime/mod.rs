@@ -27,13 +27,11 @@ pub struct Endpoint {
 impl Endpoint {
     /// `mirror` as an endpoint for `registry`; `None` when it does not serve it.
     pub fn new(mirror: &Mirror, registry: &str) -> Option<Self> {
-        let prefix = if !mirror.registry.is_empty() && mirror.registry == registry {
-            None
-        } else if mirror.prefix_for.iter().any(|r| r == registry) {
-            Some(registry.to_owned())
-        } else {
+        if !mirror.serves(registry) {
             return None;
-        };
+        }
+        // Served, and not at the root: under the prefix.
+        let prefix = (mirror.registry != registry).then(|| registry.to_owned());
         let url = &mirror.url;
         let authority = match (url.host_str(), url.port()) {
             (Some(h), Some(p)) => format!("{h}:{p}"),

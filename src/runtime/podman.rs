@@ -45,34 +45,52 @@ fn is_for(t: &Table, registry: &str) -> bool {
     }
 }
 
-fn registries(doc: &DocumentMut) -> Result<Option<&ArrayOfTables>, ConfError> {
+/// Parse a registries.conf and check the parts dmirror reads or writes, so
+/// that a file it cannot merge is refused before any probing.
+fn checked(text: &str) -> Result<DocumentMut, ConfError> {
+    let doc = parse(text)?;
     if doc.contains_key("registries") {
         return Err(ConfError::Shape(
             "is in the version 1 format ([registries.search]); dmirror writes version 2 ([[registry]]). Convert it, or let dmirror write a drop-in of its own (the default)".into(),
         ));
     }
     match doc.get("registry") {
-        None => Ok(None),
-        Some(Item::ArrayOfTables(a)) => Ok(Some(a)),
-        Some(_) => Err(ConfError::Shape(
-            "`registry` must be an array of [[registry]] tables".into(),
-        )),
+        None => {}
+        Some(Item::ArrayOfTables(regs)) => {
+            for r in regs.iter() {
+                if r.get("mirror").is_some_and(|m| !m.is_array_of_tables()) {
+                    let name = r.get("location").and_then(Item::as_str).unwrap_or("?");
+                    return Err(ConfError::Shape(format!(
+                        "the `mirror` of registry {name} must be [[registry.mirror]] tables"
+                    )));
+                }
+            }
+        }
+        Some(_) => {
+            return Err(ConfError::Shape(
+                "`registry` must be an array of [[registry]] tables".into(),
+            ))
+        }
     }
+    Ok(doc)
+}
+
+fn location_of(t: &Table) -> Option<&str> {
+    t.get("location").and_then(Item::as_str)
 }
 
 /// The mirror locations the file lists for `registry`, in order.
 pub fn configured(text: &str, registry: &str) -> Result<Vec<String>, ConfError> {
-    let doc = parse(text)?;
-    let Some(regs) = registries(&doc)? else {
-        return Ok(Vec::new());
-    };
-    let found = regs.iter().find(|t| is_for(t, registry));
-    let list = found
+    let doc = checked(text)?;
+    let list = doc
+        .get("registry")
+        .and_then(Item::as_array_of_tables)
+        .and_then(|regs| regs.iter().find(|t| is_for(t, registry)))
         .and_then(|t| t.get("mirror"))
         .and_then(Item::as_array_of_tables)
         .map(|a| {
             a.iter()
-                .filter_map(|m| m.get("location").and_then(Item::as_str))
+                .filter_map(location_of)
                 .map(str::to_owned)
                 .collect()
         })
@@ -80,71 +98,51 @@ pub fn configured(text: &str, registry: &str) -> Result<Vec<String>, ConfError> 
     Ok(list)
 }
 
-/// `text` (empty for a new file) with `mirrors` as the mirror list of each
-/// registry named, best first.
-pub fn merge(text: &str, mirrors: &[(String, Vec<Endpoint>)]) -> Result<Merged, ConfError> {
-    let mut doc = parse(text)?;
-    registries(&doc)?;
+/// `text` (empty for a new file) with `endpoints` as the mirror list of
+/// `registry`, best first.
+pub fn merge(text: &str, registry: &str, endpoints: &[Endpoint]) -> Result<Merged, ConfError> {
+    let mut doc = checked(text)?;
     let mut base = max_position(doc.as_table()) + 1;
     if !doc.contains_key("registry") {
         doc.insert("registry", Item::ArrayOfTables(ArrayOfTables::new()));
     }
     let Some(Item::ArrayOfTables(regs)) = doc.get_mut("registry") else {
-        unreachable!("checked above");
+        unreachable!("checked: an array of tables, or inserted above");
     };
-    let mut dropped = Vec::new();
-    for (registry, endpoints) in mirrors {
-        let found = regs.iter().position(|t| is_for(t, registry));
-        let at = match found {
-            Some(i) => i,
+    let found = regs.iter().position(|t| is_for(t, registry));
+    let at = found.unwrap_or_else(|| {
+        let mut t = Table::new();
+        t.insert("location", value(registry));
+        t.set_position(base);
+        base += 1;
+        regs.push(t);
+        regs.len() - 1
+    });
+    let reg = regs.get_mut(at).expect("index found above");
+    let mut old: Vec<Table> = match reg.remove("mirror") {
+        Some(Item::ArrayOfTables(a)) => a.into_iter().collect(),
+        _ => Vec::new(),
+    };
+    let mut list = ArrayOfTables::new();
+    for e in endpoints {
+        let loc = location(e);
+        let mut t = match old.iter().position(|t| location_of(t) == Some(&loc)) {
+            Some(i) => old.remove(i),
             None => {
                 let mut t = Table::new();
-                t.insert("location", value(registry.as_str()));
-                t.set_position(base);
-                base += 1;
-                regs.push(t);
-                regs.len() - 1
+                t.insert("location", value(loc));
+                t
             }
         };
-        let reg = regs.get_mut(at).expect("index found above");
-        let mut old: Vec<Table> = match reg.remove("mirror") {
-            None => Vec::new(),
-            Some(Item::ArrayOfTables(a)) => a.into_iter().collect(),
-            Some(_) => {
-                return Err(ConfError::Shape(format!(
-                    "the `mirror` of registry {registry} must be [[registry.mirror]] tables"
-                )))
-            }
-        };
-        let mut list = ArrayOfTables::new();
-        for e in endpoints {
-            let loc = location(e);
-            let mut t = match old
-                .iter()
-                .position(|t| t.get("location").and_then(Item::as_str) == Some(&loc))
-            {
-                Some(i) => old.remove(i),
-                None => {
-                    let mut t = Table::new();
-                    t.insert("location", value(loc));
-                    t
-                }
-            };
-            if e.http || e.skip_verify {
-                t.insert("insecure", value(true));
-            }
-            t.set_position(base);
-            base += 1;
-            list.push(t);
+        if e.http || e.skip_verify {
+            t.insert("insecure", value(true));
         }
-        dropped.extend(
-            old.iter()
-                .filter_map(|t| t.get("location").and_then(Item::as_str))
-                .map(str::to_owned),
-        );
-        if !list.is_empty() {
-            reg.insert("mirror", Item::ArrayOfTables(list));
-        }
+        t.set_position(base);
+        base += 1;
+        list.push(t);
+    }
+    if !list.is_empty() {
+        reg.insert("mirror", Item::ArrayOfTables(list));
     }
     let mut out = doc.to_string();
     if text.trim().is_empty() {
@@ -152,7 +150,14 @@ pub fn merge(text: &str, mirrors: &[(String, Vec<Endpoint>)]) -> Result<Merged, 
             "# Registry mirrors ranked by dmirror, best first; podman, skopeo and buildah\n# try each in order, then the registry. dmirror apply rewrites the mirror lists.\n{out}"
         );
     }
-    Ok(Merged { text: out, dropped })
+    Ok(Merged {
+        text: out,
+        dropped: old
+            .iter()
+            .filter_map(location_of)
+            .map(str::to_owned)
+            .collect(),
+    })
 }
 
 #[cfg(test)]
@@ -171,21 +176,19 @@ mod tests {
 
     #[test]
     fn a_new_file_has_one_registry_per_name_with_its_mirrors() {
-        let m = merge(
+        let hub = merge(
             "",
+            "docker.io",
             &[
-                (
-                    "docker.io".into(),
-                    vec![
-                        ep("a.example", None, false),
-                        ep("127.0.0.1:5000", None, true),
-                    ],
-                ),
-                (
-                    "ghcr.io".into(),
-                    vec![ep("m.example", Some("ghcr.io"), false)],
-                ),
+                ep("a.example", None, false),
+                ep("127.0.0.1:5000", None, true),
             ],
+        )
+        .unwrap();
+        let m = merge(
+            &hub.text,
+            "ghcr.io",
+            &[ep("m.example", Some("ghcr.io"), false)],
         )
         .unwrap();
         let doc: toml::Table = toml::from_str(&m.text).unwrap();
@@ -229,13 +232,11 @@ pull-from-mirror = "digest-only"
 "#;
         let m = merge(
             before,
-            &[(
-                "docker.io".into(),
-                vec![
-                    ep("keep.example", None, false),
-                    ep("new.example", None, false),
-                ],
-            )],
+            "docker.io",
+            &[
+                ep("keep.example", None, false),
+                ep("new.example", None, false),
+            ],
         )
         .unwrap();
         assert!(m.text.contains(
@@ -254,13 +255,11 @@ pull-from-mirror = "digest-only"
         assert_eq!(doc["registry"].as_array().unwrap().len(), 2);
         let again = merge(
             &m.text,
-            &[(
-                "docker.io".into(),
-                vec![
-                    ep("keep.example", None, false),
-                    ep("new.example", None, false),
-                ],
-            )],
+            "docker.io",
+            &[
+                ep("keep.example", None, false),
+                ep("new.example", None, false),
+            ],
         )
         .unwrap();
         assert_eq!(again.text, m.text);
@@ -268,7 +267,17 @@ pull-from-mirror = "digest-only"
 
     #[test]
     fn version_1_files_are_refused() {
-        let e = merge("[registries.search]\nregistries = []\n", &[]).unwrap_err();
+        let v1 = "[registries.search]\nregistries = []\n";
+        let e = merge(v1, "docker.io", &[]).unwrap_err();
         assert!(e.to_string().contains("version 1"), "{e}");
+        assert!(configured(v1, "docker.io").is_err());
+        // A mirror list dmirror could not rewrite is refused by the check
+        // apply makes before probing, not only when it writes.
+        let e = configured(
+            "[[registry]]\nlocation = \"docker.io\"\nmirror = \"x\"\n",
+            "docker.io",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("[[registry.mirror]]"), "{e}");
     }
 }

@@ -1,12 +1,12 @@
-//! A real dockerd for the tests, with its own data root, exec root, socket,
-//! pidfile and config file, so it never touches a dockerd already there.
+//! A real dockerd (and a real containerd) for the tests, each with its own
+//! data root, socket and config file, so it never touches one already there.
 //!
 //! dockerd falls back to Docker Hub when a mirror fails, and tests must
 //! never send traffic off the machine, so every test that starts one runs
 //! in a fresh network namespace with only loopback (`isolate`).
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Run the calling test again inside a new network namespace holding only
@@ -166,16 +166,84 @@ impl Drop for Dockerd {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // Overlay mounts under the data root would keep the temp dir busy.
-        let _ = Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "grep -o ' {}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
-                self.socket
-                    .parent()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default()
-            ))
-            .status();
+        if let Some(dir) = self.socket.parent() {
+            unmount_under(dir);
+        }
+    }
+}
+
+/// Lazily unmount what a daemon left mounted under `dir` (overlay
+/// snapshots), deepest first, so the temporary directory can go.
+fn unmount_under(dir: &Path) {
+    let _ = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "grep -o ' {}[^ ]*' /proc/mounts | sort -r | xargs -r -n1 umount -l",
+            dir.display()
+        ))
+        .status();
+}
+
+/// A containerd of the test's own: own root, state and socket, no CRI.
+pub struct Containerd {
+    socket: PathBuf,
+    child: Child,
+    root: PathBuf,
+}
+
+impl Containerd {
+    pub fn start(dir: &Path) -> Containerd {
+        let bin = super::require("containerd", "containerd");
+        super::require("ctr", "containerd");
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let socket = dir.join("containerd.sock");
+        let config = dir.join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n[grpc]\n  address = \"{1}\"\n",
+                dir.display(),
+                socket.display()
+            ),
+        )
+        .expect("write config");
+        let child = Command::new(bin)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("containerd.log")).expect("log"))
+            .spawn()
+            .expect("start containerd");
+        let c = Containerd {
+            socket,
+            child,
+            root: dir.to_owned(),
+        };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if c.ctr(&["version"]).status.success() {
+                return c;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("containerd did not answer within 30 s");
+    }
+
+    pub fn ctr(&self, args: &[&str]) -> Output {
+        Command::new("ctr")
+            .arg("--address")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run ctr")
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        unmount_under(&self.root);
     }
 }
