@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::output::Format;
+
 /// Measure Docker registry mirrors, rank the working ones, and use them.
 #[derive(Debug, Parser)]
 #[command(name = "dmirror", version, about, propagate_version = true)]
@@ -100,18 +102,6 @@ impl ProbeArgs {
             (false, None) => Format::Plain,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// A table for people.
-    Table,
-    /// One key=value line per mirror, for logs.
-    Plain,
-    /// JSON for programs.
-    Json,
-    /// Prometheus text format.
-    Prometheus,
 }
 
 #[derive(Debug, Args)]

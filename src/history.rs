@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::daemon::write;
+use crate::files as write;
 use crate::probe::{MirrorResult, Status};
 
 /// Runs kept per mirror: two weeks of nightly jobs.
@@ -140,6 +140,22 @@ impl History {
 
     pub fn summaries(&self) -> Vec<Summary> {
         self.mirrors.iter().map(|(n, r)| r.summary(n)).collect()
+    }
+
+    /// Every mirror's summary, most reliable first, then fastest.
+    pub fn ranked_summaries(&self) -> Vec<Summary> {
+        let mut summaries = self.summaries();
+        summaries.sort_by(|a, b| {
+            b.success_ratio()
+                .total_cmp(&a.success_ratio())
+                .then_with(|| {
+                    b.throughput_bps
+                        .unwrap_or(0.0)
+                        .total_cmp(&a.throughput_bps.unwrap_or(0.0))
+                })
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        summaries
     }
 }
 

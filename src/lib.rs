@@ -5,20 +5,22 @@
 
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod exit;
+pub mod files;
 pub mod history;
 pub mod output;
 pub mod probe;
-mod progress;
 pub mod pull;
 pub mod rank;
+pub mod ranked;
 pub mod reference;
 pub mod registry;
-pub mod runtime;
+pub mod schedule;
 
 use std::io::Write;
 

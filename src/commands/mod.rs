@@ -1,8 +1,8 @@
-//! One module per subcommand: each resolves its clap arguments into the
-//! settings the engine sees, runs it, and renders the outcome.
+//! One module per subcommand, kept thin: each resolves its clap arguments
+//! into the settings its engine sees, runs the engine, and hands the report
+//! to `output`. Only here do clap types, stdout and exit statuses meet.
 
 pub mod apply;
-pub mod apply_runtime;
 pub mod completions;
 pub mod history;
 pub mod list;
@@ -50,6 +50,16 @@ pub fn load_mirrors(
 ) -> Result<crate::config::MirrorList, Failure> {
     let user = crate::config::MirrorList::user_file();
     crate::config::MirrorList::load(&source.mirrors, user.as_deref()).map_err(Failure::usage)
+}
+
+/// `--platform`, or this machine's.
+pub fn parse_platform(s: Option<&str>) -> Result<crate::registry::manifest::Platform, Failure> {
+    match s {
+        Some(p) => p
+            .parse()
+            .map_err(|e| Failure::usage(anyhow::anyhow!("--platform: {e}"))),
+        None => Ok(crate::registry::manifest::Platform::host()),
+    }
 }
 
 /// Terminal width for tables when stdout is a terminal.

@@ -1,20 +1,19 @@
-//! `dmirror probe`: resolve flags and files into [`ProbeSettings`], run the
-//! engine with progress on stderr, rank, render.
+//! `dmirror probe`, and the probe settings every probing command shares:
+//! flags and mirror files resolved into [`ProbeSettings`], the probe run
+//! with progress on stderr and ranked with its history.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime};
 
 use anyhow::anyhow;
 
-use super::{load_mirrors, say, table_width, CommandResult, Failure};
+use super::{load_mirrors, parse_platform, say, table_width, CommandResult, Failure};
 use crate::cli::{Format, ProbeArgs};
+use crate::config::{Mirror, MirrorList};
 use crate::exit::ExitStatus;
-use crate::history::{self, History};
 use crate::output;
-use crate::probe::{self, MirrorResult, ProbeSettings, Status};
-use crate::rank;
+use crate::probe::{ProbeSettings, Status};
+use crate::ranked::{self, Ranked};
 use crate::reference::Reference;
-use crate::registry::manifest::Platform;
 
 /// Bound on one throughput sample; memory is not at stake (bytes are hashed
 /// and dropped), the user's data plan is.
@@ -22,14 +21,19 @@ const SAMPLE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Turn `probe`'s flags and the mirror files into settings.
 pub fn resolve(args: &ProbeArgs) -> Result<ProbeSettings, Failure> {
+    let list = load_mirrors(&args.source)?;
+    settings(args, &list, one_image(args)?)
+}
+
+/// The one `--image` of a probe of one registry.
+pub fn one_image(args: &ProbeArgs) -> Result<Reference, Failure> {
     let [image] = args.image.as_slice() else {
         return Err(Failure::usage(anyhow!(
             "--image was given {} times; a probe measures one image (apply --target containerd|podman takes one per registry)",
             args.image.len()
         )));
     };
-    let list = load_mirrors(&args.source)?;
-    settings(args, &list, parse_image(image)?)
+    parse_image(image)
 }
 
 /// An `--image` argument.
@@ -41,20 +45,13 @@ pub fn parse_image(s: &str) -> Result<Reference, Failure> {
 /// Settings to probe `list`'s mirrors of `image`'s registry with `image`.
 pub fn settings(
     args: &ProbeArgs,
-    list: &crate::config::MirrorList,
+    list: &MirrorList,
     image: Reference,
 ) -> Result<ProbeSettings, Failure> {
-    let platform = match &args.platform {
-        Some(p) => p
-            .parse::<Platform>()
-            .map_err(|e| Failure::usage(anyhow!("--platform: {e}")))?,
-        None => Platform::host(),
-    };
-    let mirrors = serving(list, &image)?;
     Ok(ProbeSettings {
-        mirrors,
+        mirrors: serving(list, &image)?,
         image,
-        platform,
+        platform: parse_platform(args.platform.as_deref())?,
         timeout: args.timeout,
         budget: args.budget,
         sample_bytes: SAMPLE_BYTES,
@@ -62,10 +59,7 @@ pub fn settings(
 }
 
 /// The enabled mirrors that serve `image`'s registry.
-pub fn serving(
-    list: &crate::config::MirrorList,
-    image: &Reference,
-) -> Result<Vec<crate::config::Mirror>, Failure> {
+fn serving(list: &MirrorList, image: &Reference) -> Result<Vec<Mirror>, Failure> {
     if list.enabled().next().is_none() {
         return Err(Failure::usage(anyhow!(
             "every mirror in the list is disabled; enable one (enabled = true) or pass --mirrors FILE"
@@ -85,68 +79,21 @@ pub fn serving(
     Ok(mirrors)
 }
 
-/// A ranked probe and the history it was ranked with.
-pub struct Ranked {
-    pub results: Vec<MirrorResult>,
-    /// `None` with `--no-history` or without a state directory.
-    pub history: Option<History>,
-    pub at: SystemTime,
-}
-
-impl Ranked {
-    /// A mirror's record over its recent runs, this one included.
-    pub fn track(&self, name: &str) -> Option<rank::Track> {
-        track(self.history.as_ref()?, name)
-    }
-
-    /// The seconds the ranking put on a result (lower is better).
-    pub fn seconds(&self, r: &MirrorResult) -> Option<f64> {
-        rank::effective_seconds(r, self.track(&r.mirror.name).as_ref())
-    }
-}
-
-fn track(history: &History, name: &str) -> Option<rank::Track> {
-    let s = history.summary(name)?;
-    Some(rank::Track {
-        ok_ratio: s.success_ratio(),
-        throughput_bps: s.throughput_bps,
-        latency: s.latency_ms.map(|ms| Duration::from_secs_f64(ms / 1000.0)),
-    })
-}
-
-/// Probe, record the run in the history of the image's registry, and rank
-/// with it; progress on stderr.
+/// Probe with a progress bar on stderr, record the run in the history
+/// (unless `--no-history`) and rank with it.
 pub async fn probe_ranked(settings: &ProbeSettings, args: &ProbeArgs) -> Ranked {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let drawer = tokio::spawn(crate::progress::draw(rx));
-    let mut results = probe::probe(settings, Some(tx)).await;
+    let (events, drawer) = output::progress::probe_bar();
+    let state = (!args.no_history)
+        .then(crate::history::default_dir)
+        .flatten();
+    let ranked = ranked::probe_ranked(settings, state, Some(events), &mut |w| say(w)).await;
     let _ = drawer.await;
-    let at = SystemTime::now();
-    let history = if args.no_history {
-        None
-    } else {
-        history::default_dir().map(|dir| {
-            history::Store::new(history::registry_dir(dir, &settings.image.registry)).update(
-                &results,
-                at,
-                &mut |w| say(w),
-            )
-        })
-    };
-    match &history {
-        Some(h) => rank::rank_with(&mut results, |name| track(h, name)),
-        None => rank::rank(&mut results),
-    }
-    Ranked {
-        results,
-        history,
-        at,
-    }
+    ranked
 }
 
 /// Write `--textfile`, atomically, world-readable.
 pub fn write_textfile(path: &std::path::Path, metrics: &str) -> Result<(), Failure> {
-    crate::daemon::write::atomic_write(path, metrics.as_bytes(), None).map_err(|e| {
+    crate::files::atomic_write(path, metrics.as_bytes(), None).map_err(|e| {
         Failure::new(
             ExitStatus::NothingUsable,
             anyhow!("cannot write the metrics to {}: {e}", path.display()),

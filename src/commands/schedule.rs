@@ -1,30 +1,16 @@
-//! `dmirror schedule install|remove`: the nightly job. A systemd service and
-//! timer (`Persistent=true` catches up a run missed while the machine was
-//! off; `RandomizedDelaySec` keeps a fleet from hitting the mirrors in the
-//! same second), or a `/etc/cron.d` entry with a fixed per-machine delay.
-//! Either runs `dmirror apply --reload` non-interactively; its plain-line
-//! output goes to the journal (or syslog) and its exit code to the unit's
-//! state.
+//! `dmirror schedule install|remove`: the options of the nightly apply
+//! checked by the same parser the job will use, then `schedule` writes or
+//! removes the job.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::anyhow;
 use clap::Parser;
 
 use super::{say, CommandResult, Failure};
 use crate::cli::{Cli, ScheduleCommand, ScheduleInstallArgs, SchedulePlaces, ScheduleRemoveArgs};
-use crate::daemon::write;
 use crate::exit::ExitStatus;
-
-pub const SERVICE: &str = "dmirror-apply.service";
-pub const TIMER: &str = "dmirror-apply.timer";
-/// No dot: cron ignores files in cron.d whose names hold one.
-pub const CRON_FILE: &str = "dmirror";
-/// The spread of start times across machines.
-const SPREAD_SECS: u64 = 30 * 60;
-const DEFAULT_UNIT_DIR: &str = "/etc/systemd/system";
+use crate::schedule::{self, Job, Places};
 
 pub fn run(command: &ScheduleCommand) -> CommandResult {
     match command {
@@ -33,27 +19,11 @@ pub fn run(command: &ScheduleCommand) -> CommandResult {
     }
 }
 
-/// What the job runs.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Job {
-    pub exe: PathBuf,
-    /// `apply` and its options.
-    pub args: Vec<String>,
-    /// The user mirror file's home, as the installer sees it, so the job
-    /// reads the same `mirrors.toml`.
-    pub config_home: Option<PathBuf>,
-}
-
-/// `HH:MM`, 24-hour.
-pub fn parse_at(s: &str) -> Result<(u8, u8), String> {
-    let bad = || format!("--at {s:?}: give a time of day as HH:MM, e.g. 03:30");
-    let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    let h: u8 = h.parse().map_err(|_| bad())?;
-    let m: u8 = m.parse().map_err(|_| bad())?;
-    if h > 23 || m > 59 {
-        return Err(bad());
+fn places(p: &SchedulePlaces) -> Places {
+    Places {
+        unit_dir: p.unit_dir.clone(),
+        cron_dir: p.cron_dir.clone(),
     }
-    Ok((h, m))
 }
 
 /// The apply command line, checked by the same parser the job will use.
@@ -86,163 +56,8 @@ pub fn apply_args(extra: &[String]) -> Result<Vec<String>, String> {
     Ok(args)
 }
 
-/// One ExecStart word, quoted as systemd.syntax(7) reads it; `%` and `$`
-/// doubled so systemd expands neither specifiers nor variables.
-fn systemd_word(w: &str) -> String {
-    let w = w.replace('%', "%%").replace('$', "$$");
-    if !w.is_empty() && !w.chars().any(|c| c.is_whitespace() || "\"'\\;".contains(c)) {
-        return w;
-    }
-    format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// One shell word for /bin/sh, with `%` escaped for cron.
-fn cron_word(w: &str) -> String {
-    let quoted = if !w.is_empty()
-        && w.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,+@".contains(c))
-    {
-        w.to_owned()
-    } else {
-        format!("'{}'", w.replace('\'', "'\\''"))
-    };
-    quoted.replace('%', "\\%")
-}
-
-pub fn service_unit(job: &Job) -> String {
-    let exec = std::iter::once(job.exe.display().to_string())
-        .chain(job.args.iter().cloned())
-        .map(|w| systemd_word(&w))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let env = job
-        .config_home
-        .as_ref()
-        .map(|d| {
-            format!(
-                "Environment={}\n",
-                systemd_word(&format!("XDG_CONFIG_HOME={}", d.display()))
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        "\
-# Installed by `dmirror schedule install`; remove with `dmirror schedule remove`.
-[Unit]
-Description=Re-rank registry mirrors and apply the best (dmirror)
-Wants=network-online.target
-After=network-online.target docker.service
-
-[Service]
-Type=oneshot
-ExecStart={exec}
-{env}StateDirectory=dmirror
-Nice=10
-IOSchedulingClass=idle
-TimeoutStartSec=15min
-"
-    )
-}
-
-pub fn timer_unit(at: (u8, u8)) -> String {
-    format!(
-        "\
-# Installed by `dmirror schedule install`; remove with `dmirror schedule remove`.
-[Unit]
-Description=Nightly re-ranking of Docker registry mirrors (dmirror)
-
-[Timer]
-OnCalendar=*-*-* {:02}:{:02}:00
-RandomizedDelaySec={}min
-Persistent=true
-
-[Install]
-WantedBy=timers.target
-",
-        at.0,
-        at.1,
-        SPREAD_SECS / 60
-    )
-}
-
-pub fn cron_entry(job: &Job, at: (u8, u8), delay_secs: u64) -> String {
-    let command: Vec<String> = std::iter::once(job.exe.display().to_string())
-        .chain(job.args.iter().cloned())
-        .map(|w| cron_word(&w))
-        .collect();
-    let env = job
-        .config_home
-        .as_ref()
-        .map(|d| format!("XDG_CONFIG_HOME={}\n", d.display()))
-        .unwrap_or_default();
-    format!(
-        "\
-# Installed by `dmirror schedule install --cron`; remove with `dmirror schedule remove`.
-# Nightly re-ranking of Docker registry mirrors. The sleep is this machine's
-# fixed share of a {spread}-minute spread, so a fleet does not hit the mirrors at once.
-SHELL=/bin/sh
-PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-{env}{m} {h} * * * root sleep {delay_secs} && {cmd} 2>&1 | logger -t dmirror
-",
-        spread = SPREAD_SECS / 60,
-        m = at.1,
-        h = at.0,
-        cmd = command.join(" ")
-    )
-}
-
-/// A stable per-machine delay in `0..SPREAD_SECS`, from the machine ID (or
-/// the host name).
-fn machine_delay() -> u64 {
-    use sha2::Digest as _;
-    let id = std::fs::read_to_string("/etc/machine-id")
-        .or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname"))
-        .unwrap_or_default();
-    let d = sha2::Sha256::digest(id.trim().as_bytes());
-    let n = u64::from_be_bytes(d[..8].try_into().unwrap_or_default());
-    n % SPREAD_SECS
-}
-
-fn systemd_running() -> bool {
-    Path::new("/run/systemd/system").is_dir()
-}
-
-/// Whether to drive systemctl for units in `dir`.
-fn manages(dir: &Path) -> bool {
-    dir == Path::new(DEFAULT_UNIT_DIR) && systemd_running()
-}
-
-fn systemctl(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("systemctl")
-        .args(args)
-        .output()
-        .map_err(|e| format!("systemctl {}: {e}", args.join(" ")))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "systemctl {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
-}
-
-fn write_file(path: &Path, text: &str) -> Result<(), Failure> {
-    write::check_writable(path)
-        .and_then(|()| write::atomic_write(path, text.as_bytes(), None))
-        .map_err(|e| {
-            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                "; run with sudo"
-            } else {
-                ""
-            };
-            Failure::usage(anyhow!("cannot write {}: {e}{hint}", path.display()))
-        })
-}
-
 fn install(args: &ScheduleInstallArgs) -> CommandResult {
-    let at = parse_at(&args.at).map_err(|e| Failure::usage(anyhow!(e)))?;
+    let at = schedule::parse_at(&args.at).map_err(|e| Failure::usage(anyhow!(e)))?;
     let apply = apply_args(&args.apply).map_err(|e| Failure::usage(anyhow!(e)))?;
     let exe = std::env::current_exe()
         .and_then(|p| p.canonicalize())
@@ -252,121 +67,22 @@ fn install(args: &ScheduleInstallArgs) -> CommandResult {
         args: apply,
         config_home: dirs::config_dir(),
     };
-    let places = &args.places;
-    let files: Vec<(PathBuf, String)> = if args.cron {
-        vec![(
-            places.cron_dir.join(CRON_FILE),
-            cron_entry(&job, at, machine_delay()),
-        )]
-    } else {
-        vec![
-            (places.unit_dir.join(SERVICE), service_unit(&job)),
-            (places.unit_dir.join(TIMER), timer_unit(at)),
-        ]
-    };
+    let places = places(&args.places);
     if args.dry_run {
         let mut out = std::io::stdout().lock();
-        for (path, text) in &files {
+        for (path, text) in schedule::job_files(&job, at, args.cron, &places) {
             writeln!(out, "# {}\n{text}", path.display())?;
         }
         return Ok(ExitStatus::Success);
     }
-    for (path, text) in &files {
-        write_file(path, text)?;
-        say(format!("wrote {}", path.display()));
-    }
-    // One nightly job, not two: installing one kind removes the other.
-    if args.cron {
-        remove_systemd(places, &mut |l| say(l))?;
-        say(format!(
-            "the nightly apply runs at {:02}:{:02} (plus this machine's fixed delay); its output goes to syslog (tag dmirror)",
-            at.0, at.1
-        ));
-    } else {
-        remove_cron(places, &mut |l| say(l))?;
-        if manages(&places.unit_dir) {
-            systemctl(&["daemon-reload"])
-                .and_then(|()| systemctl(&["enable", "--now", TIMER]))
-                .map_err(|e| Failure::new(ExitStatus::NothingUsable, anyhow!(e)))?;
-            say(format!(
-                "enabled {TIMER}: the nightly apply runs at {:02}:{:02} plus up to {} minutes; see systemctl list-timers and journalctl -u {SERVICE}",
-                at.0,
-                at.1,
-                SPREAD_SECS / 60
-            ));
-        } else {
-            say(format!(
-                "systemd does not manage {} here; enable the timer with: systemctl daemon-reload && systemctl enable --now {TIMER}",
-                places.unit_dir.display()
-            ));
-        }
-    }
+    schedule::install(&job, at, args.cron, &places, &mut |l| say(l)).map_err(failure)?;
     Ok(ExitStatus::Success)
 }
 
-/// Remove the systemd units, disabling the timer first where systemd runs.
-fn remove_systemd(places: &SchedulePlaces, said: &mut dyn FnMut(String)) -> Result<bool, Failure> {
-    let paths = [places.unit_dir.join(TIMER), places.unit_dir.join(SERVICE)];
-    if !paths.iter().any(|p| p.exists()) {
-        return Ok(false);
-    }
-    if manages(&places.unit_dir) {
-        if let Err(e) = systemctl(&["disable", "--now", TIMER]) {
-            said(format!("warning: {e}"));
-        }
-    }
-    for p in &paths {
-        remove_file(p, said)?;
-    }
-    if manages(&places.unit_dir) {
-        if let Err(e) = systemctl(&["daemon-reload"]) {
-            said(format!("warning: {e}"));
-        }
-    }
-    Ok(true)
-}
-
-fn remove_cron(places: &SchedulePlaces, said: &mut dyn FnMut(String)) -> Result<bool, Failure> {
-    let path = places.cron_dir.join(CRON_FILE);
-    if !path.exists() {
-        return Ok(false);
-    }
-    remove_file(&path, said)?;
-    Ok(true)
-}
-
-fn remove_file(path: &Path, said: &mut dyn FnMut(String)) -> Result<(), Failure> {
-    match std::fs::remove_file(path) {
-        Ok(()) => {
-            said(format!("removed {}", path.display()));
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => {
-            let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
-                "; run with sudo"
-            } else {
-                ""
-            };
-            Err(Failure::usage(anyhow!(
-                "cannot remove {}: {e}{hint}",
-                path.display()
-            )))
-        }
-    }
-}
-
 fn remove(args: &ScheduleRemoveArgs) -> CommandResult {
-    let places = &args.places;
+    let places = places(&args.places);
     if args.dry_run {
-        let present: Vec<PathBuf> = [
-            places.unit_dir.join(TIMER),
-            places.unit_dir.join(SERVICE),
-            places.cron_dir.join(CRON_FILE),
-        ]
-        .into_iter()
-        .filter(|p| p.exists())
-        .collect();
+        let present: Vec<_> = places.all().into_iter().filter(|p| p.exists()).collect();
         let mut out = std::io::stdout().lock();
         for p in &present {
             writeln!(out, "would remove {}", p.display())?;
@@ -376,34 +92,24 @@ fn remove(args: &ScheduleRemoveArgs) -> CommandResult {
         }
         return Ok(ExitStatus::Success);
     }
-    let systemd = remove_systemd(places, &mut |l| say(l))?;
-    let cron = remove_cron(places, &mut |l| say(l))?;
+    let systemd = schedule::remove_systemd(&places, &mut |l| say(l)).map_err(failure)?;
+    let cron = schedule::remove_cron(&places, &mut |l| say(l)).map_err(failure)?;
     if !systemd && !cron {
         say("no nightly job is installed; nothing to remove");
     }
     Ok(ExitStatus::Success)
 }
 
+fn failure(e: schedule::ScheduleError) -> Failure {
+    match e {
+        schedule::ScheduleError::Refused(_) => Failure::usage(e),
+        schedule::ScheduleError::Systemd(_) => Failure::new(ExitStatus::NothingUsable, e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn job(args: &[&str]) -> Job {
-        Job {
-            exe: "/usr/local/bin/dmirror".into(),
-            args: args.iter().map(|s| s.to_string()).collect(),
-            config_home: Some("/root/.config".into()),
-        }
-    }
-
-    #[test]
-    fn times_of_day() {
-        assert_eq!(parse_at("03:30"), Ok((3, 30)));
-        assert_eq!(parse_at("23:59"), Ok((23, 59)));
-        assert!(parse_at("24:00").unwrap_err().contains("HH:MM"));
-        assert!(parse_at("3pm").is_err());
-        assert!(parse_at("03:60").is_err());
-    }
 
     #[test]
     fn apply_options_are_checked_and_reload_is_the_default() {
@@ -418,52 +124,5 @@ mod tests {
             .unwrap_err()
             .contains("nightly apply"));
         assert!(apply_args(&["--dry-run".into()]).is_err());
-    }
-
-    #[test]
-    fn exec_words_are_quoted_for_systemd() {
-        let unit = service_unit(&job(&[
-            "apply",
-            "--reload",
-            "--mirrors",
-            "/etc/my mirrors.toml",
-        ]));
-        assert!(
-            unit.contains(
-                "ExecStart=/usr/local/bin/dmirror apply --reload --mirrors \"/etc/my mirrors.toml\"\n"
-            ),
-            "{unit}"
-        );
-        assert_eq!(systemd_word("100%"), "100%%");
-        assert_eq!(systemd_word("$HOME"), "$$HOME");
-        assert!(unit.contains("Environment=XDG_CONFIG_HOME=/root/.config\n"));
-    }
-
-    #[test]
-    fn the_timer_catches_up_and_spreads() {
-        let t = timer_unit((4, 5));
-        assert!(t.contains("OnCalendar=*-*-* 04:05:00\n"));
-        assert!(t.contains("Persistent=true\n"));
-        assert!(t.contains("RandomizedDelaySec=30min\n"));
-        assert!(t.contains("WantedBy=timers.target\n"));
-    }
-
-    #[test]
-    fn cron_lines_have_time_user_and_escaped_command() {
-        let c = cron_entry(
-            &job(&["apply", "--reload", "--textfile", "/x/it's 100%.prom"]),
-            (4, 5),
-            77,
-        );
-        let line = c
-            .lines()
-            .find(|l| !l.starts_with('#') && !l.contains('='))
-            .unwrap();
-        let fields: Vec<&str> = line.splitn(7, ' ').collect();
-        assert_eq!(&fields[..6], ["5", "4", "*", "*", "*", "root"]);
-        assert!(
-            fields[6].starts_with("sleep 77 && /usr/local/bin/dmirror apply --reload --textfile '/x/it'\\''s 100\\%.prom'"),
-            "{line}"
-        );
     }
 }

@@ -4,7 +4,6 @@
 pub mod config_file;
 pub mod control;
 pub mod engine;
-pub mod write;
 
 /// Mirror URLs compared the way dockerd stores them: dockerd appends a
 /// trailing `/` (`registry.ValidateMirror`), users usually omit it.

@@ -84,14 +84,3 @@ pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror]) -> io::Result<()> {
     serde_json::to_writer_pretty(&mut *out, &serde_json::json!({ "mirrors": entries }))?;
     writeln!(out)
 }
-
-/// `apply --json`: the probe's ranking and what apply did.
-pub fn write_apply<W: Write>(
-    out: &mut W,
-    results: &[MirrorResult],
-    report: &crate::commands::apply::Report,
-) -> io::Result<()> {
-    let doc = serde_json::json!({ "mirrors": probe_mirrors(results), "apply": report });
-    serde_json::to_writer_pretty(&mut *out, &doc)?;
-    writeln!(out)
-}

@@ -1,12 +1,32 @@
-//! Renderers: probe results and mirror lists as a table for people or JSON
-//! for programs. They write into any `Write`, so tests can read them.
+//! Renderers: the engines' reports (probe, apply, pull, history, the
+//! mirror list) as a table for people, plain lines for logs, JSON for
+//! programs and Prometheus metrics, plus the progress drawn from the
+//! engines' events. They write into any `Write`, so tests can read them,
+//! and they read the domain types only: nothing here knows the commands.
 
+pub mod apply;
+pub mod history;
 pub mod json;
 pub mod plain;
+pub mod progress;
 pub mod prometheus;
+pub mod pull;
 pub mod table;
 
 use std::time::Duration;
+
+/// How a command prints its report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// A table for people.
+    Table,
+    /// One key=value line per mirror, for logs.
+    Plain,
+    /// JSON for programs.
+    Json,
+    /// Prometheus text format.
+    Prometheus,
+}
 
 /// `123 ms`.
 pub fn format_latency(d: Option<Duration>) -> String {

@@ -65,24 +65,6 @@ pub fn write_probe_of<W: Write>(
     Ok(())
 }
 
-pub fn write_apply<W: Write>(
-    out: &mut W,
-    report: &crate::commands::apply::Report,
-) -> io::Result<()> {
-    write!(
-        out,
-        "apply outcome={} daemon_json={} old={} new={}",
-        report.outcome,
-        value(&report.daemon_json.display().to_string()),
-        value(&report.old.join(",")),
-        value(&report.new.join(","))
-    )?;
-    if let Some(a) = &report.action {
-        write!(out, " action={}", value(a))?;
-    }
-    writeln!(out, " message={}", value(&report.message))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -203,16 +203,6 @@ pub fn probes(groups: &[Group<'_>], at: SystemTime) -> String {
     o
 }
 
-/// Outcomes apply reports, for the one-of-n gauge.
-pub const APPLY_OUTCOMES: [&str; 6] = [
-    "applied",
-    "written",
-    "unchanged",
-    "dry-run",
-    "rolled-back",
-    "failed",
-];
-
 /// What one apply did to one registry's configuration.
 pub struct Applied<'a> {
     pub target: &'a str,
@@ -220,21 +210,6 @@ pub struct Applied<'a> {
     pub outcome: &'a str,
     /// How many mirrors the configuration lists afterwards.
     pub mirrors: usize,
-}
-
-/// Apply's own metrics, to follow [`probe`]'s.
-pub fn apply(report: &crate::commands::apply::Report) -> String {
-    let kept = if matches!(report.outcome, "applied" | "written") {
-        report.new.len()
-    } else {
-        report.old.len()
-    };
-    applied(&[Applied {
-        target: "docker",
-        registry: crate::reference::DOCKER_HUB,
-        outcome: report.outcome,
-        mirrors: kept,
-    }])
 }
 
 /// Apply's metrics, one series set per target and registry.
@@ -253,7 +228,7 @@ pub fn applied(all: &[Applied<'_>]) -> String {
         "What the last apply did: 1 for its outcome, 0 for the others.",
     );
     for a in all {
-        for outcome in APPLY_OUTCOMES {
+        for outcome in crate::apply::Outcome::ALL.map(|o| o.as_str()) {
             let _ = writeln!(
                 o,
                 "dmirror_apply_outcome{{{},outcome=\"{outcome}\"}} {}",

@@ -8,7 +8,7 @@ use super::{format_latency, format_throughput};
 use crate::config::Mirror;
 use crate::probe::MirrorResult;
 
-fn new_table(header: &[&str], width: Option<u16>) -> Table {
+pub(super) fn new_table(header: &[&str], width: Option<u16>) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::UTF8_BORDERS_ONLY);
     t.set_header(header.iter().map(Cell::new));
@@ -50,58 +50,6 @@ pub fn write_probe<W: Write>(
         ]);
     }
     writeln!(out, "{t}")
-}
-
-/// What apply changed: the old list beside the new one, and the outcome.
-pub fn write_apply<W: Write>(
-    out: &mut W,
-    report: &crate::commands::apply::Report,
-    width: Option<u16>,
-) -> io::Result<()> {
-    let title = format!("registry-mirrors in {}", report.daemon_json.display());
-    let mut t = new_table(&["#", "before", "after"], width);
-    for i in 0..report.old.len().max(report.new.len()) {
-        t.add_row(vec![
-            Cell::new(i + 1).set_alignment(CellAlignment::Right),
-            Cell::new(report.old.get(i).map(String::as_str).unwrap_or("-")),
-            Cell::new(report.new.get(i).map(String::as_str).unwrap_or("-")),
-        ]);
-    }
-    writeln!(out, "\n{title}\n{t}")?;
-    if let Some(a) = &report.action {
-        writeln!(out, "dockerd: {a}")?;
-    }
-    writeln!(out, "{}: {}", report.outcome, report.message)
-}
-
-/// What apply did to each registry's configuration (containerd, podman).
-pub fn write_runtime_apply<W: Write>(
-    out: &mut W,
-    target: &str,
-    reports: &[crate::commands::apply_runtime::RegistryReport],
-    width: Option<u16>,
-) -> io::Result<()> {
-    let mut t = new_table(&["registry", "before", "after", "outcome"], width);
-    for r in reports {
-        let list = |l: &[String]| {
-            if l.is_empty() {
-                "-".to_owned()
-            } else {
-                l.join("\n")
-            }
-        };
-        t.add_row(vec![
-            Cell::new(&r.registry),
-            Cell::new(list(&r.old)),
-            Cell::new(list(&r.new)),
-            Cell::new(r.outcome),
-        ]);
-    }
-    writeln!(out, "\n{target} mirrors\n{t}")?;
-    for r in reports {
-        writeln!(out, "{}: {}: {}", r.registry, r.outcome, r.message)?;
-    }
-    Ok(())
 }
 
 /// The configured mirror list.

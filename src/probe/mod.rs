@@ -8,6 +8,7 @@
 //!
 //! The engine produces data and events; it never prints.
 
+pub mod fresh;
 mod health;
 pub mod status;
 mod throughput;
@@ -19,7 +20,7 @@ use futures::stream::{self, StreamExt};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::config::Mirror;
-use crate::rank;
+
 use crate::reference::Reference;
 use crate::registry::client::{http_client, ClientOptions};
 use crate::registry::manifest::{Descriptor, Platform};
@@ -235,16 +236,16 @@ fn mark_stale(results: &mut [MirrorResult], image: &Reference) {
     if image.digest.is_some() {
         return; // Fetched by digest: every answer was verified against it.
     }
-    let served: Vec<rank::Served<'_>> = results
+    let served: Vec<fresh::Served<'_>> = results
         .iter()
-        .map(|r| rank::Served {
+        .map(|r| fresh::Served {
             digest: (r.status == Status::Ok)
                 .then_some(r.digest.as_deref())
                 .flatten(),
             upstream: r.mirror.upstream,
         })
         .collect();
-    let Some((reference, from_upstream)) = rank::fresh_digest(&served) else {
+    let Some((reference, from_upstream)) = fresh::fresh_digest(&served) else {
         return;
     };
     let reference = reference.to_owned();

@@ -10,7 +10,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::daemon::write::atomic_write;
+use crate::files::atomic_write;
 use crate::registry::digest;
 
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod cache;
+pub mod deliver;
 pub mod download;
 pub mod image;
 pub mod oci;
@@ -150,14 +151,13 @@ pub async fn pull(
     cache
         .prepare()
         .map_err(|e| PullError::Cache(settings.cache_root.clone(), e))?;
-    let _lock =
-        crate::daemon::write::lock_dir(&settings.cache_root, Duration::from_secs(3600), || {})
-            .map_err(|e| {
-                PullError::Cache(
-                    settings.cache_root.clone(),
-                    std::io::Error::other(e.to_string()),
-                )
-            })?;
+    let _lock = crate::files::lock_dir(&settings.cache_root, Duration::from_secs(3600), || {})
+        .map_err(|e| {
+            PullError::Cache(
+                settings.cache_root.clone(),
+                std::io::Error::other(e.to_string()),
+            )
+        })?;
     let mut wanted = vec![Wanted {
         digest: config.digest.clone(),
         size: config.size,

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 
 use super::image::PulledImage;
-use crate::daemon::write::atomic_write;
+use crate::files::atomic_write;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 

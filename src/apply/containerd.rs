@@ -12,7 +12,67 @@ use std::path::{Path, PathBuf};
 
 use toml_edit::{value, Array, DocumentMut, Item, Table};
 
-use super::{max_position, parse, ConfError, Endpoint, Merged};
+use super::endpoint::{max_position, parse};
+use super::{ApplyError, ConfError, Endpoint, Merged, Target};
+use crate::config::{Mirror, MirrorList};
+
+/// containerd, through its hosts directory.
+pub struct Containerd {
+    /// `--hosts-dir`: dmirror writes `<dir>/<registry>/hosts.toml`.
+    pub hosts_dir: PathBuf,
+    /// containerd's config.toml, checked for CRI's `config_path`.
+    pub config: PathBuf,
+    /// The mirror list, for each registry's upstream `server`.
+    pub list: MirrorList,
+}
+
+impl Target for Containerd {
+    fn name(&self) -> &'static str {
+        "containerd"
+    }
+
+    fn file(&self, registry: &str) -> PathBuf {
+        hosts_path(&self.hosts_dir, registry)
+    }
+
+    fn lock_dir(&self, _files: &[PathBuf]) -> PathBuf {
+        self.hosts_dir.clone()
+    }
+
+    fn preflight(&self, note: &dyn Fn(String)) -> Result<(), ApplyError> {
+        if let Ok(config) = std::fs::read_to_string(&self.config) {
+            if let Some(warning) = cri_warning(&config, &self.hosts_dir) {
+                note(format!("warning: {warning}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn configured(&self, text: &str, _registry: &str) -> Result<Vec<String>, ConfError> {
+        configured(text)
+    }
+
+    fn key(&self, mirror: &Mirror, registry: &str) -> Option<String> {
+        Endpoint::new(mirror, registry).map(|e| host_key(&e))
+    }
+
+    fn merge(&self, text: &str, registry: &str, chosen: &[&Mirror]) -> Result<Merged, ConfError> {
+        let hosts: Vec<Endpoint> = chosen
+            .iter()
+            .filter_map(|m| Endpoint::new(m, registry))
+            .collect();
+        let server = super::upstream_server(registry, self.list.enabled());
+        merge(text, registry, &server, &hosts)
+    }
+
+    fn written(&self, file: &Path, registries: &[&str], mirrors: usize) -> String {
+        format!(
+            "containerd uses {mirrors} mirror(s) of {} from {} from its next pull on (no restart needed)",
+            registries.join(", "),
+            file.display()
+        )
+    }
+}
 
 /// The `hosts.toml` for `registry` under `dir`.
 pub fn hosts_path(dir: &Path, registry: &str) -> PathBuf {

@@ -10,7 +10,50 @@
 
 use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
 
-use super::{max_position, parse, ConfError, Endpoint, Merged};
+use std::path::{Path, PathBuf};
+
+use super::endpoint::{max_position, parse};
+use super::{ConfError, Endpoint, Merged, Target};
+use crate::config::Mirror;
+
+/// podman, skopeo, buildah and CRI-O, through one registries.conf.
+pub struct Podman {
+    /// The file dmirror writes (`--registries-conf`).
+    pub file: PathBuf,
+}
+
+impl Target for Podman {
+    fn name(&self) -> &'static str {
+        "podman"
+    }
+
+    fn file(&self, _registry: &str) -> PathBuf {
+        self.file.clone()
+    }
+
+    fn configured(&self, text: &str, registry: &str) -> Result<Vec<String>, ConfError> {
+        configured(text, registry)
+    }
+
+    fn key(&self, mirror: &Mirror, registry: &str) -> Option<String> {
+        Endpoint::new(mirror, registry).map(|e| location(&e))
+    }
+
+    fn merge(&self, text: &str, registry: &str, chosen: &[&Mirror]) -> Result<Merged, ConfError> {
+        let endpoints: Vec<Endpoint> = chosen
+            .iter()
+            .filter_map(|m| Endpoint::new(m, registry))
+            .collect();
+        merge(text, registry, &endpoints)
+    }
+
+    fn written(&self, file: &Path, _registries: &[&str], _mirrors: usize) -> String {
+        format!(
+            "podman, skopeo and buildah use the new mirrors from {} on their next pull",
+            file.display()
+        )
+    }
+}
 
 /// The default file for root: a drop-in of dmirror's own, so the
 /// distribution's registries.conf is never touched. Drop-ins are read after
@@ -21,7 +64,7 @@ pub const DEFAULT_DROP_IN: &str = "/etc/containers/registries.conf.d/50-dmirror.
 /// The default file: [`DEFAULT_DROP_IN`] for root; for anyone else the same
 /// drop-in in their own configuration (`~/.config/containers/registries.conf.d`),
 /// which rootless podman reads after the system's.
-pub fn default_path() -> std::path::PathBuf {
+pub fn default_path() -> PathBuf {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     match dirs::config_dir() {

@@ -1,11 +1,9 @@
-//! Mirror configuration for container runtimes other than dockerd:
-//! containerd's `hosts.toml` and containers-registries.conf (podman,
-//! skopeo, buildah, CRI-O). Both are TOML files people edit by hand, so
-//! both are edited with `toml_edit`: what dmirror does not own (comments,
-//! other keys, other registries) stays byte for byte.
-
-pub mod containerd;
-pub mod podman;
+//! What the targets share: a mirror as a runtime addresses it for one
+//! registry, the upstream's own endpoint, and the TOML helpers of the
+//! targets whose files people edit by hand (containerd's `hosts.toml`,
+//! containers-registries.conf). Those files are edited with `toml_edit`:
+//! what dmirror does not own (comments, other keys, other registries) stays
+//! byte for byte.
 
 use crate::config::Mirror;
 
@@ -82,14 +80,14 @@ pub struct Merged {
     pub dropped: Vec<String>,
 }
 
-fn parse(text: &str) -> Result<toml_edit::DocumentMut, ConfError> {
+pub(super) fn parse(text: &str) -> Result<toml_edit::DocumentMut, ConfError> {
     text.parse::<toml_edit::DocumentMut>()
         .map_err(|e| ConfError::Syntax(e.to_string().trim().replace('\n', " ")))
 }
 
 /// The highest position any table of `table` holds, recursively, so that
 /// tables placed after it are rendered last.
-fn max_position(table: &toml_edit::Table) -> usize {
+pub(super) fn max_position(table: &toml_edit::Table) -> usize {
     let mut max = table.position().unwrap_or(0);
     for (_, item) in table.iter() {
         match item {

@@ -1,0 +1,93 @@
+//! Which registries an apply configures, and the image each one's mirrors
+//! are probed with.
+
+use std::collections::BTreeSet;
+
+use super::ApplyError;
+use crate::config::MirrorList;
+use crate::reference::{Reference, DOCKER_HUB};
+
+/// The registries to configure, each with its probe image: `named`
+/// (`--registry`) if any, else every registry an enabled mirror serves;
+/// `images` (`--image`, at most one per registry) where given, else a small
+/// well-known image of the registry. Registries without either are skipped
+/// with a note, or refused when named. Docker Hub first, the rest by name.
+pub fn registries(
+    list: &MirrorList,
+    named: &[String],
+    images: &[Reference],
+    note: &dyn Fn(String),
+) -> Result<Vec<(String, Reference)>, ApplyError> {
+    let refuse = |m: String| Err(ApplyError::Refused(m));
+    for (i, image) in images.iter().enumerate() {
+        if images[..i].iter().any(|o| o.registry == image.registry) {
+            return refuse(format!(
+                "--image: two images of {}; give one per registry",
+                image.registry
+            ));
+        }
+    }
+    let served: BTreeSet<&str> = list
+        .enabled()
+        .filter(|m| !m.upstream)
+        .flat_map(|m| {
+            std::iter::once(m.registry.as_str())
+                .filter(|r| !r.is_empty())
+                .chain(m.prefix_for.iter().map(String::as_str))
+        })
+        .collect();
+    let explicit = !named.is_empty();
+    let mut registries: Vec<String> = if explicit {
+        let mut all = Vec::new();
+        for r in named {
+            let r = crate::config::validate_registry(r)
+                .map_err(|e| ApplyError::Refused(format!("--registry: {e}")))?;
+            if !all.contains(&r) {
+                all.push(r);
+            }
+        }
+        all
+    } else {
+        served.iter().map(|r| (*r).to_owned()).collect()
+    };
+    registries.sort_by_key(|r| (r != DOCKER_HUB, r.clone()));
+    if let Some(i) = images.iter().find(|i| !registries.contains(&i.registry)) {
+        return refuse(format!(
+            "--image {i}: no enabled mirror serves {} (or it is not among --registry)",
+            i.registry
+        ));
+    }
+    let mut plans = Vec::new();
+    for r in registries {
+        if !served.contains(r.as_str()) {
+            return refuse(format!(
+                "--registry {r}: no enabled mirror serves it; add one to your mirrors.toml with registry = \"{r}\" or prefix_for = [\"{r}\"]"
+            ));
+        }
+        let image = match images.iter().find(|i| i.registry == r) {
+            Some(i) => i.clone(),
+            None => match crate::probe::default_image(&r).map(str::parse::<Reference>) {
+                Some(Ok(d)) => d,
+                Some(Err(e)) => return refuse(format!("the built-in image of {r}: {e}")),
+                None if explicit => {
+                    return refuse(format!(
+                        "no image to probe the mirrors of {r} with; pass --image {r}/<repository>:<tag>"
+                    ))
+                }
+                None => {
+                    note(format!(
+                        "{r}: skipped, no image to probe its mirrors with; pass --image {r}/<repository>:<tag> to configure it"
+                    ));
+                    continue;
+                }
+            },
+        };
+        plans.push((r, image));
+    }
+    if plans.is_empty() {
+        return refuse(
+            "no registry to configure; pass --image <registry>/<repository>:<tag> for one the mirror list serves".into(),
+        );
+    }
+    Ok(plans)
+}

@@ -1,0 +1,187 @@
+//! Apply's report in every format. dockerd's keeps the shape it has always
+//! had (one probe, one `apply` object naming `daemon_json`); containerd's and
+//! podman's list every registry with its own probe.
+
+use std::io::{self, Write};
+
+use comfy_table::{Cell, CellAlignment};
+use serde_json::json;
+
+use super::plain::value;
+use super::prometheus::{self, Applied, Group};
+use super::{json as json_out, plain, table, Format};
+use crate::apply::{RegistryReport, Report};
+
+/// `report` in `format`; `width` fits a table to a terminal.
+pub fn write<W: Write>(
+    out: &mut W,
+    report: &Report,
+    format: Format,
+    width: Option<u16>,
+) -> io::Result<()> {
+    let docker = report.target == "docker";
+    match (format, report.registries.first()) {
+        (Format::Prometheus, _) => out.write_all(metrics(report).as_bytes()),
+        (Format::Json, Some(r)) if docker => {
+            let doc = json!({
+                "mirrors": json_out::probe_mirrors(&r.ranked.results),
+                "apply": docker_json(r),
+            });
+            serde_json::to_writer_pretty(&mut *out, &doc)?;
+            writeln!(out)
+        }
+        (Format::Json, _) => {
+            let registries: Vec<_> = report
+                .registries
+                .iter()
+                .map(|r| {
+                    json!({
+                        "registry": r.registry,
+                        "image": r.image.to_string(),
+                        "file": r.file,
+                        "old": r.old,
+                        "new": r.new,
+                        "outcome": r.outcome.as_str(),
+                        "message": r.message,
+                        "mirrors": json_out::probe_mirrors(&r.ranked.results),
+                    })
+                })
+                .collect();
+            let doc = json!({ "target": report.target, "registries": registries });
+            serde_json::to_writer_pretty(&mut *out, &doc)?;
+            writeln!(out)
+        }
+        (Format::Table, Some(r)) if docker => {
+            table::write_probe(out, &r.ranked.results, width)?;
+            docker_table(out, r, width)
+        }
+        (Format::Table, _) => {
+            for r in &report.registries {
+                writeln!(out, "{}: probed with {}", r.registry, r.image)?;
+                table::write_probe(out, &r.ranked.results, width)?;
+            }
+            runtime_table(out, report, width)
+        }
+        (Format::Plain, Some(r)) if docker => {
+            plain::write_probe(out, &r.ranked.results)?;
+            docker_plain(out, r)
+        }
+        (Format::Plain, _) => {
+            for r in &report.registries {
+                plain::write_probe_of(out, Some(&r.registry), &r.ranked.results)?;
+            }
+            for r in &report.registries {
+                writeln!(
+                    out,
+                    "apply target={} registry={} outcome={} file={} old={} new={} message={}",
+                    report.target,
+                    value(&r.registry),
+                    r.outcome,
+                    value(&r.file.display().to_string()),
+                    value(&r.old.join(",")),
+                    value(&r.new.join(",")),
+                    value(&r.message)
+                )?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The probes' metrics, then apply's.
+pub fn metrics(report: &Report) -> String {
+    let groups: Vec<Group<'_>> = report
+        .registries
+        .iter()
+        .map(|r| Group {
+            registry: &r.registry,
+            results: &r.ranked.results,
+            history: r.ranked.history.as_ref(),
+        })
+        .collect();
+    let at = report
+        .registries
+        .first()
+        .map_or_else(std::time::SystemTime::now, |r| r.ranked.at);
+    let applied: Vec<Applied<'_>> = report
+        .registries
+        .iter()
+        .map(|r| Applied {
+            target: report.target,
+            registry: &r.registry,
+            outcome: r.outcome.as_str(),
+            mirrors: r.mirrors_after(),
+        })
+        .collect();
+    prometheus::probes(&groups, at) + &prometheus::applied(&applied)
+}
+
+fn docker_json(r: &RegistryReport) -> serde_json::Value {
+    json!({
+        "daemon_json": r.file,
+        "old": r.old,
+        "new": r.new,
+        "outcome": r.outcome.as_str(),
+        "action": r.action,
+        "engine_mirrors": r.running,
+        "message": r.message,
+    })
+}
+
+fn docker_plain<W: Write>(out: &mut W, r: &RegistryReport) -> io::Result<()> {
+    write!(
+        out,
+        "apply outcome={} daemon_json={} old={} new={}",
+        r.outcome,
+        value(&r.file.display().to_string()),
+        value(&r.old.join(",")),
+        value(&r.new.join(","))
+    )?;
+    if let Some(a) = &r.action {
+        write!(out, " action={}", value(a))?;
+    }
+    writeln!(out, " message={}", value(&r.message))
+}
+
+/// What apply changed in daemon.json: the old list beside the new one.
+fn docker_table<W: Write>(out: &mut W, r: &RegistryReport, width: Option<u16>) -> io::Result<()> {
+    let title = format!("registry-mirrors in {}", r.file.display());
+    let mut t = table::new_table(&["#", "before", "after"], width);
+    for i in 0..r.old.len().max(r.new.len()) {
+        t.add_row(vec![
+            Cell::new(i + 1).set_alignment(CellAlignment::Right),
+            Cell::new(r.old.get(i).map(String::as_str).unwrap_or("-")),
+            Cell::new(r.new.get(i).map(String::as_str).unwrap_or("-")),
+        ]);
+    }
+    writeln!(out, "\n{title}\n{t}")?;
+    if let Some(a) = &r.action {
+        writeln!(out, "dockerd: {a}")?;
+    }
+    writeln!(out, "{}: {}", r.outcome, r.message)
+}
+
+/// What apply did to each registry's configuration (containerd, podman).
+fn runtime_table<W: Write>(out: &mut W, report: &Report, width: Option<u16>) -> io::Result<()> {
+    let mut t = table::new_table(&["registry", "before", "after", "outcome"], width);
+    let list = |l: &[String]| {
+        if l.is_empty() {
+            "-".to_owned()
+        } else {
+            l.join("\n")
+        }
+    };
+    for r in &report.registries {
+        t.add_row(vec![
+            Cell::new(&r.registry),
+            Cell::new(list(&r.old)),
+            Cell::new(list(&r.new)),
+            Cell::new(r.outcome),
+        ]);
+    }
+    writeln!(out, "\n{} mirrors\n{t}", report.target)?;
+    for r in &report.registries {
+        writeln!(out, "{}: {}: {}", r.registry, r.outcome, r.message)?;
+    }
+    Ok(())
+}

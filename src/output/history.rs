@@ -1,0 +1,108 @@
+//! `dmirror history`: each mirror's record, as a table or JSON.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use comfy_table::{Cell, CellAlignment};
+use serde::Serialize;
+
+use super::{format_throughput, table};
+use crate::history::Summary;
+
+#[derive(Serialize)]
+struct Doc<'a> {
+    state_file: String,
+    mirrors: Vec<Entry<'a>>,
+}
+
+#[derive(Serialize)]
+struct Entry<'a> {
+    name: &'a str,
+    runs: usize,
+    ok_runs: usize,
+    last_status: &'a str,
+    last_ok: Option<u64>,
+    throughput_bps: Option<u64>,
+    latency_ms: Option<u64>,
+}
+
+fn entry(s: &Summary) -> Entry<'_> {
+    Entry {
+        name: &s.name,
+        runs: s.runs,
+        ok_runs: s.ok_runs,
+        last_status: &s.last_status,
+        last_ok: s.last_ok,
+        throughput_bps: s.throughput_bps.map(|b| b.round() as u64),
+        latency_ms: s.latency_ms.map(|l| l.round() as u64),
+    }
+}
+
+pub fn write_json<W: Write>(out: &mut W, file: &Path, summaries: &[Summary]) -> io::Result<()> {
+    let doc = Doc {
+        state_file: file.display().to_string(),
+        mirrors: summaries.iter().map(entry).collect(),
+    };
+    serde_json::to_writer_pretty(&mut *out, &doc)?;
+    writeln!(out)
+}
+
+pub fn write_table<W: Write>(
+    out: &mut W,
+    file: &Path,
+    summaries: &[Summary],
+    width: Option<u16>,
+) -> io::Result<()> {
+    if summaries.is_empty() {
+        return writeln!(
+            out,
+            "no probe recorded yet in {}; run dmirror probe",
+            file.display()
+        );
+    }
+    let mut t = table::new_table(
+        &[
+            "mirror",
+            "ok / runs",
+            "last status",
+            "last ok",
+            "throughput",
+            "latency",
+        ],
+        width,
+    );
+    let now = SystemTime::now();
+    for s in summaries {
+        let last_ok = match s.last_ok {
+            Some(at) => {
+                let ago = now
+                    .duration_since(UNIX_EPOCH + Duration::from_secs(at))
+                    .unwrap_or_default();
+                // Whole minutes: seconds are noise here.
+                let ago = Duration::from_secs(ago.as_secs() / 60 * 60);
+                if ago.is_zero() {
+                    "just now".to_owned()
+                } else {
+                    format!("{} ago", humantime::format_duration(ago))
+                }
+            }
+            None => "never".to_owned(),
+        };
+        t.add_row(vec![
+            Cell::new(&s.name),
+            Cell::new(format!("{} / {}", s.ok_runs, s.runs)).set_alignment(CellAlignment::Right),
+            Cell::new(&s.last_status),
+            Cell::new(last_ok),
+            Cell::new(format_throughput(s.throughput_bps)).set_alignment(CellAlignment::Right),
+            Cell::new(
+                s.latency_ms
+                    .map(|l| format!("{l:.0} ms"))
+                    .unwrap_or_else(|| "-".into()),
+            )
+            .set_alignment(CellAlignment::Right),
+        ]);
+    }
+    writeln!(out, "{t}")?;
+    writeln!(out, "from {}", file.display())
+}
