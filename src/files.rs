@@ -93,6 +93,49 @@ pub fn atomic_write(path: &Path, bytes: &[u8], like: Option<&Metadata>) -> io::R
     result
 }
 
+/// Read a file dmirror owns or is told to read (configuration, state): a
+/// regular file of at most `max` bytes, or `None` when there is none.
+/// Symlinks are followed (a symlinked daemon.json is common), but a FIFO,
+/// device or directory is refused at once, not waited on, and so is a file
+/// larger than `max`.
+pub fn read_regular(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is not a regular file (a FIFO, device or directory?); dmirror reads only regular files there",
+        ));
+    }
+    if meta.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "is {} bytes, more than the {max} a file of this kind may hold",
+                meta.len()
+            ),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("grew past the {max} bytes a file of this kind may hold"),
+        ));
+    }
+    Ok(Some(bytes))
+}
+
 /// Remove temporary files a killed writer left beside `path`. Call only
 /// while holding the directory lock: then no live writer owns one.
 pub fn remove_stale_temps(path: &Path) {

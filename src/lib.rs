@@ -21,6 +21,7 @@ pub mod ranked;
 pub mod reference;
 pub mod registry;
 pub mod schedule;
+pub mod text;
 
 use std::io::Write;
 
@@ -82,8 +83,9 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// `error: …` then one `Caused by: …` per cause.
 fn report(f: &Failure) {
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(err, "error: {}", f.error);
+    let shown = |e: &dyn std::fmt::Display| text::clean(&e.to_string(), 4000);
+    let _ = writeln!(err, "error: {}", shown(&f.error));
     for cause in f.error.chain().skip(1) {
-        let _ = writeln!(err, "  Caused by: {cause}");
+        let _ = writeln!(err, "  Caused by: {}", shown(&cause));
     }
 }

@@ -19,7 +19,7 @@ pub fn value(v: &str) -> String {
         match c {
             '"' => s.push_str("\\\""),
             '\\' => s.push_str("\\\\"),
-            '\n' => s.push_str("\\n"),
+            c if c.is_control() => s.push_str(&crate::text::escape_controls(&c.to_string())),
             c => s.push(c),
         }
     }

@@ -98,16 +98,37 @@ impl Cache {
         atomic_write(&self.ranges_path(digest), &bytes, None)
     }
 
-    /// Open (creating) the partial file for writing at offsets.
+    /// Open (creating) the partial file for writing at offsets. It grows
+    /// only as bytes arrive: a declared size is a claim, not an allocation.
+    /// A link at its place is refused (`O_NOFOLLOW`), not followed.
     pub fn open_partial(&self, digest: &str, size: u64) -> io::Result<File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.partial_path(digest);
         let f = fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .open(self.partial_path(digest))?;
-        f.set_len(size)?;
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)?;
+        if f.metadata()?.len() > size {
+            f.set_len(0)?;
+            let _ = fs::remove_file(self.ranges_path(digest));
+        }
         Ok(f)
+    }
+
+    /// Bytes still to download for `wanted` (digest, size): what is neither
+    /// verified here nor in a partial.
+    pub fn still_needed(&self, wanted: &[(String, u64)]) -> u64 {
+        wanted
+            .iter()
+            .filter(|(d, size)| fs::metadata(self.blob_path(d)).map_or(true, |m| m.len() != *size))
+            .map(|(d, size)| {
+                let have: u64 = self.done_ranges(d, *size).iter().map(|(s, e)| e - s).sum();
+                size.saturating_sub(have)
+            })
+            .fold(0u64, u64::saturating_add)
     }
 
     /// Start a partial over (its bytes failed verification).

@@ -77,6 +77,31 @@ pub enum DownloadError {
     NoSources { digest: String, detail: String },
     #[error("cache: {0}")]
     Io(#[from] std::io::Error),
+    /// The disk, not a mirror: full, over quota, read-only.
+    #[error("cannot write {path}: {cause}; nothing is wrong with the mirrors. {hint}")]
+    Disk {
+        path: String,
+        cause: std::io::Error,
+        hint: &'static str,
+    },
+    #[error("{0}")]
+    Manifest(String),
+}
+
+/// A write error in the cache as what it is: the disk's fault (full, over
+/// quota, read-only), never a mirror's.
+pub fn disk_error(path: &std::path::Path, cause: std::io::Error) -> DownloadError {
+    let hint = match cause.raw_os_error() {
+        Some(libc::ENOSPC) => "Free some space, or set XDG_CACHE_HOME to a larger disk",
+        Some(libc::EDQUOT) => "Your disk quota is used up; free some of it",
+        Some(libc::EROFS) => "The file system is read-only; set XDG_CACHE_HOME to a writable one",
+        _ => "Check the disk",
+    };
+    DownloadError::Disk {
+        path: path.display().to_string(),
+        cause,
+        hint,
+    }
 }
 
 struct Seg {
@@ -181,14 +206,11 @@ pub async fn fetch_all(
                 queue.push_back((i, w.size, w.size));
                 state.outstanding.store(1, Ordering::Relaxed);
             }
+            // One queue entry per gap: segments are cut from it as workers
+            // take them, so memory does not grow with a declared size.
             for (s, e) in gaps {
-                let mut at = s;
-                while at < e {
-                    let to = (at + SEGMENT).min(e);
-                    queue.push_back((i, at, to));
-                    state.outstanding.fetch_add(1, Ordering::Relaxed);
-                    at = to;
-                }
+                queue.push_back((i, s, e));
+                state.outstanding.fetch_add(1, Ordering::Relaxed);
             }
             remaining += 1;
         }
@@ -280,9 +302,23 @@ async fn worker(shared: Arc<Shared>, s: usize) {
     }
 }
 
-/// The next queued segment, or the tail of the largest one in flight.
+/// The next queued segment (cut from the front of the next gap), or the
+/// tail of the largest one in flight.
 fn next_segment(shared: &Shared, s: usize) -> Option<Arc<Seg>> {
-    let queued = lock(&shared.queue).pop_front();
+    let queued = {
+        let mut queue = lock(&shared.queue);
+        let front = queue.pop_front();
+        match front {
+            Some((blob, start, end)) if end - start > SEGMENT => {
+                queue.push_front((blob, start + SEGMENT, end));
+                shared.blobs[blob]
+                    .outstanding
+                    .fetch_add(1, Ordering::AcqRel);
+                Some((blob, start, start + SEGMENT))
+            }
+            other => other,
+        }
+    };
     let seg = match queued {
         Some((blob, start, end)) => Arc::new(Seg {
             blob,
@@ -437,8 +473,12 @@ async fn transfer(shared: &Shared, s: usize, seg: &Seg) -> Result<(), RegistryEr
             return Ok(()); // the rest was taken by a faster mirror
         }
         let take = (chunk.len() as u64).min(end - pos) as usize;
-        file.write_at(&chunk[..take], pos)
-            .map_err(|e| RegistryError::broken(format!("cannot write the cache: {e}")))?;
+        if let Err(e) = file.write_at(&chunk[..take], pos) {
+            let path = shared.cache.partial_path(&blob.digest);
+            lock(&shared.fatal).get_or_insert(disk_error(&path, e));
+            shared.notify.notify_waiters();
+            return Err(RegistryError::broken("cannot write the cache"));
+        }
         seg.pos.store(pos + take as u64, Ordering::Release);
         shared.progress.blob_bytes[seg.blob].fetch_add(take as u64, Ordering::Relaxed);
         shared.progress.source_bytes[s].fetch_add(take as u64, Ordering::Relaxed);
@@ -497,17 +537,17 @@ async fn complete_blob(shared: &Arc<Shared>, b: usize) {
             return;
         }
     }
-    let mut queue = lock(&shared.queue);
-    let mut at = 0;
-    let mut n = 0;
-    while at < blob.size {
-        let to = (at + SEGMENT).min(blob.size);
-        queue.push_back((b, at, to));
-        n += 1;
-        at = to;
+    if blob.size == 0 {
+        // Nothing to fetch again: the declared size cannot be right.
+        lock(&shared.fatal).get_or_insert(DownloadError::Manifest(format!(
+            "the manifest declares {} with size 0, but that is not the empty blob's digest",
+            blob.digest
+        )));
+        shared.notify.notify_waiters();
+        return;
     }
-    blob.outstanding.store(n, Ordering::Release);
-    drop(queue);
+    lock(&shared.queue).push_back((b, 0, blob.size));
+    blob.outstanding.store(1, Ordering::Release);
     shared.notify.notify_waiters();
 }
 
@@ -531,7 +571,12 @@ async fn fetch_whole(shared: &Shared, s: usize, b: usize) -> Result<bool, Regist
         .with_extension(format!("whole-{s}"));
     let run = async {
         let mut resp = source.client.blob(&source.repo, &blob.digest, None).await?;
-        let file = std::fs::File::create(&tmp).map_err(|e| RegistryError::broken(e.to_string()))?;
+        let _ = std::fs::remove_file(&tmp);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| RegistryError::broken(e.to_string()))?;
         let mut at = 0u64;
         while let Some(chunk) = tokio::time::timeout(STALL, resp.chunk())
             .await

@@ -48,6 +48,28 @@ pub enum PullError {
     Download(#[from] download::DownloadError),
     #[error("cache {0}: {1}")]
     Cache(std::path::PathBuf, std::io::Error),
+    #[error("not enough space in {path}: the image needs {need} more bytes there, {free} are free; free some space, or set XDG_CACHE_HOME to a larger disk")]
+    Space {
+        path: std::path::PathBuf,
+        need: u64,
+        free: u64,
+    },
+}
+
+/// sha256 of nothing: the only digest a blob of size 0 may have.
+pub const EMPTY_DIGEST: &str =
+    "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// Bytes free for this user on the file system holding `path`.
+pub fn free_space(path: &std::path::Path) -> std::io::Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: `c` is NUL-terminated and `st` is a plain struct statvfs fills.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// What happened, for the summary.
@@ -144,8 +166,38 @@ pub async fn pull(
         .first()
         .and_then(|r| r.digest.clone())
         .unwrap_or_else(|| image.manifest_ref().to_owned());
+    // When the pull fails, every mirror's reason belongs in the message,
+    // not only the last fallback's.
+    let mirrors_said = || -> String {
+        let said: Vec<String> = results
+            .iter()
+            .filter(|r| r.status != Status::Ok && !r.mirror.upstream)
+            .map(|r| {
+                format!(
+                    "{}: {}{}",
+                    r.mirror.name,
+                    r.status,
+                    r.error
+                        .as_deref()
+                        .map(|e| format!(" ({e})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        if said.is_empty() {
+            String::new()
+        } else {
+            format!("; the mirrors: {}", said.join("; "))
+        }
+    };
     let (manifest, media_type, digest, config, layers) =
-        fetch_manifest(&sources, &image, &wanted_ref, &settings.probe.platform).await?;
+        match fetch_manifest(&sources, &image, &wanted_ref, &settings.probe.platform).await {
+            Ok(found) => found,
+            Err(PullError::Manifest(m)) if used_upstream => {
+                return Err(PullError::Manifest(m + &mirrors_said()))
+            }
+            Err(e) => return Err(e),
+        };
 
     let cache = Cache::new(settings.cache_root.clone());
     cache
@@ -169,6 +221,31 @@ pub async fn pull(
                 size: l.size,
             });
         }
+    }
+    // Declared sizes are claims: check them before a byte is fetched.
+    if let Some(w) = wanted
+        .iter()
+        .find(|w| w.size == 0 && w.digest != EMPTY_DIGEST)
+    {
+        return Err(PullError::Manifest(format!(
+            "the manifest of {image} declares {} with size 0, but that is not the empty blob's digest; the registry serves a broken manifest",
+            w.digest
+        )));
+    }
+    let need = cache.still_needed(
+        &wanted
+            .iter()
+            .map(|w| (w.digest.clone(), w.size))
+            .collect::<Vec<_>>(),
+    );
+    let free = free_space(&settings.cache_root)
+        .map_err(|e| PullError::Cache(settings.cache_root.clone(), e))?;
+    if need > free {
+        return Err(PullError::Space {
+            path: settings.cache_root.clone(),
+            need,
+            free,
+        });
     }
     let pulled = PulledImage {
         reference: image.clone(),

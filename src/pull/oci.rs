@@ -1,6 +1,11 @@
 //! An OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`), as
 //! skopeo, podman and containerd read it. An existing layout in the
 //! directory keeps its other images; an entry with the same name is replaced.
+//!
+//! The directory may be shared with others (`/tmp/out`): nothing is ever
+//! opened through a link inside it. Blobs are hard-linked from the cache or
+//! copied into a fresh temporary file (`O_EXCL`) renamed into place; a link
+//! found where a directory or a blob goes is refused, not followed.
 
 use std::fs;
 use std::io;
@@ -8,32 +13,80 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use super::cache::hash_file;
 use super::image::PulledImage;
 use crate::files::atomic_write;
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+fn link_refused(path: &Path) -> io::Error {
+    io::Error::other(format!(
+        "{} is a symbolic link; dmirror does not write through links it did not make. Remove it or choose another directory",
+        path.display()
+    ))
+}
+
+/// `path` as a real directory (created if absent), never a link.
+fn real_dir(path: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(link_refused(path)),
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(io::Error::other(format!(
+            "{} is not a directory",
+            path.display()
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir(path),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a regular file holding `digest` is at `to` already. A link is
+/// refused; a file with other bytes is replaced.
+fn present(to: &Path, digest: &str) -> io::Result<bool> {
+    match fs::symlink_metadata(to) {
+        Ok(m) if m.file_type().is_symlink() => Err(link_refused(to)),
+        Ok(m) if m.is_file() => Ok(hash_file(to)? == digest),
+        Ok(_) => Err(io::Error::other(format!("{} is not a file", to.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Put the cache's copy of `digest` at `to`: a hard link when the cache
+/// shares the filesystem, else a copy through a fresh temporary file.
+fn place(from: &Path, to: &Path) -> io::Result<()> {
+    if fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    let dir = to.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".dmirror-blob-")
+        .tempfile_in(dir)?;
+    io::copy(&mut fs::File::open(from)?, tmp.as_file_mut())?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(to).map_err(|e| e.error)?;
+    Ok(())
+}
+
 pub fn write(dir: &Path, image: &PulledImage) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    for sub in ["blobs", "blobs/sha256"] {
+        real_dir(&dir.join(sub))?;
+    }
     let blobs = dir.join("blobs/sha256");
-    fs::create_dir_all(&blobs)?;
     let layout = dir.join("oci-layout");
-    if !layout.exists() {
+    if fs::symlink_metadata(&layout).is_err() {
         atomic_write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#, None)?;
     }
     let mut digests = vec![image.config.digest.clone()];
     digests.extend(image.layers.iter().map(|l| l.digest.clone()));
     for d in &digests {
         let to = blobs.join(d.strip_prefix("sha256:").unwrap_or(d));
-        if to.exists() {
+        if present(&to, d)? {
             continue;
         }
-        let from = image.blob_path(d);
-        // A hard link costs no space when the cache shares the filesystem.
-        if fs::hard_link(&from, &to).is_err() {
-            let tmp = to.with_extension("tmp");
-            fs::copy(&from, &tmp)?;
-            fs::rename(&tmp, &to)?;
-        }
+        let _ = fs::remove_file(&to);
+        place(&image.blob_path(d), &to)?;
     }
     let manifest_path = blobs.join(
         image
@@ -44,14 +97,19 @@ pub fn write(dir: &Path, image: &PulledImage) -> io::Result<()> {
     atomic_write(&manifest_path, &image.manifest, None)?;
 
     let index_path = dir.join("index.json");
-    let mut index: Value = match fs::read(&index_path) {
-        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+    if fs::symlink_metadata(&index_path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(link_refused(&index_path));
+    }
+    let existing = crate::files::read_regular(&index_path, 16 << 20)
+        .map_err(|e| io::Error::other(format!("{}: {e}", index_path.display())))?;
+    let mut index: Value = match existing {
+        Some(b) => serde_json::from_slice(&b).map_err(|e| {
             io::Error::other(format!(
                 "{} is not a readable OCI index ({e}); choose an empty directory",
                 index_path.display()
             ))
         })?,
-        Err(_) => {
+        None => {
             json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": []})
         }
     };

@@ -382,7 +382,8 @@ impl RegistryClient {
         let body = read_limited(resp, 64 * 1024, url).await.unwrap_or_default();
         let mut e = RegistryError::from_status(status.as_u16(), url.as_str(), error_text(&body));
         if let Some(r) = retry_after {
-            e.message.push_str(&format!(" (Retry-After: {r})"));
+            e.message
+                .push_str(&format!(" (Retry-After: {})", crate::text::clean(&r, 40)));
         }
         e
     }

@@ -32,10 +32,12 @@ pub struct RegistryError {
 }
 
 impl RegistryError {
+    /// The message may carry a server's words: its control characters are
+    /// escaped and its length capped here, once for every consumer.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             kind,
-            message: message.into(),
+            message: crate::text::clean(&message.into(), 4 * crate::text::MAX_FOREIGN),
         }
     }
 
@@ -173,14 +175,7 @@ fn html_title(text: &str) -> Option<String> {
 }
 
 fn shorten(s: &str) -> String {
-    const MAX: usize = 200;
-    let s = s.trim();
-    if s.chars().count() <= MAX {
-        s.to_owned()
-    } else {
-        let cut: String = s.chars().take(MAX).collect();
-        format!("{cut}…")
-    }
+    crate::text::clean(s.trim(), crate::text::MAX_FOREIGN)
 }
 
 #[cfg(test)]

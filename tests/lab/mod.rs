@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod dockerd;
+pub mod hostile;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -1,0 +1,302 @@
+//! A hostile mirror against the real binary: each test drives one class of
+//! attack or accident (issue 13) through `dmirror` and checks that it ends,
+//! says why, and leaves nothing behind it should not. The mirror is an
+//! in-process server: no real registry produces these faults.
+
+mod lab;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Output;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lab::hostile::{self, Reply, Request};
+use lab::{dmirror, Image, Lab, OCI_MANIFEST};
+
+const REPO: &str = "library/small";
+
+/// Blobs by digest and a manifest for `REPO:latest`.
+struct Content {
+    manifest: Vec<u8>,
+    blobs: HashMap<String, Vec<u8>>,
+}
+
+impl Content {
+    fn of(image: &Image) -> Content {
+        let mut blobs = HashMap::new();
+        blobs.insert(image.config.digest.clone(), image.config.bytes.clone());
+        for l in &image.layers {
+            blobs.insert(l.digest.clone(), l.bytes.clone());
+        }
+        Content {
+            manifest: image.manifest.clone(),
+            blobs,
+        }
+    }
+}
+
+/// A registry serving `content` (Range answered), with `tweak` given the
+/// first say on every request.
+fn registry(
+    content: Content,
+    tweak: impl Fn(&Request) -> Option<Reply> + Send + Sync + 'static,
+) -> String {
+    let content = Arc::new(content);
+    hostile::serve(move |req| {
+        if let Some(r) = tweak(req) {
+            return r;
+        }
+        let path = req.path.split('?').next().unwrap_or("");
+        if path == "/v2/" {
+            return Reply::new(200, "{}").header("Content-Type", "application/json");
+        }
+        if let Some(rest) = path.strip_prefix(&format!("/v2/{REPO}/manifests/")) {
+            let digest = lab::sha256(&content.manifest);
+            if rest == "latest" || rest == digest {
+                return Reply::new(200, content.manifest.clone())
+                    .header("Content-Type", OCI_MANIFEST)
+                    .header("Docker-Content-Digest", &digest);
+            }
+            return Reply::new(404, r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#);
+        }
+        if let Some(d) = path.strip_prefix(&format!("/v2/{REPO}/blobs/")) {
+            let Some(bytes) = content.blobs.get(d) else {
+                return Reply::new(404, r#"{"errors":[{"code":"BLOB_UNKNOWN"}]}"#);
+            };
+            if let Some((s, e)) = req
+                .header("Range")
+                .and_then(|r| r.strip_prefix("bytes="))
+                .and_then(|r| r.split_once('-'))
+            {
+                let s: usize = s.parse().unwrap_or(0).min(bytes.len());
+                let e: usize = e
+                    .parse::<usize>()
+                    .map_or(bytes.len(), |e| e + 1)
+                    .min(bytes.len());
+                return Reply::new(206, bytes[s..e.max(s)].to_vec()).header(
+                    "Content-Range",
+                    &format!("bytes {s}-{}/{}", e.max(s + 1) - 1, bytes.len()),
+                );
+            }
+            return Reply::new(200, bytes.clone());
+        }
+        Reply::new(404, "{}")
+    })
+}
+
+/// The hostile mirror, and an upstream that refuses connections, so that
+/// nothing falls back to the real Docker Hub.
+fn mirrors(lab: &Lab, url: &str) -> std::path::PathBuf {
+    let refused = format!("http://127.0.0.1:{}", lab.refused_port());
+    lab.mirrors_toml(
+        "m.toml",
+        &[
+            ("evil", url.to_owned(), ""),
+            ("origin", refused, "upstream = true"),
+        ],
+    )
+}
+
+/// The hostile server as the registry's origin itself: no mirror passes
+/// the probe's checks with such a manifest, so the pull goes to the origin
+/// and its downloader meets the manifest's claims.
+fn origin_only(lab: &Lab, url: &str) -> std::path::PathBuf {
+    lab.mirrors_toml("o.toml", &[("origin", url.to_owned(), "upstream = true")])
+}
+
+/// Run to the end, but never longer than `limit`: a hang fails the test.
+fn run_bounded(cmd: &mut std::process::Command, limit: Duration) -> Output {
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn dmirror");
+    let pid = child.id();
+    let start = Instant::now();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d2 = done.clone();
+    std::thread::spawn(move || {
+        while !d2.load(std::sync::atomic::Ordering::Acquire) {
+            if start.elapsed() > limit {
+                // SAFETY: kill has no memory-safety preconditions.
+                unsafe { libc_kill(pid as i32) };
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let out = child.wait_with_output().expect("wait");
+    done.store(true, std::sync::atomic::Ordering::Release);
+    assert!(
+        start.elapsed() < limit,
+        "dmirror did not finish within {limit:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn c_kill(pid: i32, sig: i32) -> i32;
+}
+
+unsafe fn libc_kill(pid: i32) {
+    c_kill(pid, 9);
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn pull_args<'a>(m: &'a Path, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "pull",
+        REPO,
+        "--platform",
+        "linux/amd64",
+        "--mirrors",
+        m.to_str().unwrap(),
+        "--output",
+        out,
+        "--timeout",
+        "3s",
+    ]
+}
+
+/// A manifest with `layers` as its layer descriptors, over `image`'s config.
+fn manifest_with(image: &Image, layers: serde_json::Value) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": lab::OCI_CONFIG, "digest": image.config.digest, "size": image.config.bytes.len()},
+        "layers": layers,
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_layer_declared_empty_that_is_not_ends_the_pull_with_the_reason() {
+    let lab = Lab::new();
+    let image = Image::synthetic(31, "amd64", &[4096]);
+    let mut content = Content::of(&image);
+    content.manifest = manifest_with(
+        &image,
+        serde_json::json!([{"mediaType": lab::OCI_LAYER_GZIP, "digest": image.layers[0].digest, "size": 0}]),
+    );
+    let url = registry(content, |_| None);
+    let dir = lab.path("out");
+    for m in [mirrors(&lab, &url), origin_only(&lab, &url)] {
+        let out = run_bounded(
+            dmirror(&lab).args(pull_args(&m, &format!("oci:{}", dir.display()))),
+            Duration::from_secs(60),
+        );
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&image.layers[0].digest)
+                && (err.contains("size 0") || err.contains("is 0 bytes")),
+            "the reason names the layer and its declared size: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_petabyte_declared_is_refused_for_want_of_space_and_leaves_nothing() {
+    let lab = Lab::new();
+    let image = Image::synthetic(32, "amd64", &[4096]);
+    let mut content = Content::of(&image);
+    let huge: u64 = 8 << 40; // 8 TiB
+    content.manifest = manifest_with(
+        &image,
+        serde_json::json!([{"mediaType": lab::OCI_LAYER_GZIP, "digest": image.layers[0].digest, "size": huge}]),
+    );
+    let url = registry(content, |_| None);
+    let m = origin_only(&lab, &url);
+    let dir = lab.path("out");
+    let out = run_bounded(
+        dmirror(&lab).args(pull_args(&m, &format!("oci:{}", dir.display()))),
+        Duration::from_secs(60),
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("free") && err.contains(&lab.path("cache").display().to_string()),
+        "the message names the space and the path: {err}"
+    );
+    // No partial larger than what was received (nothing was).
+    let partial = lab.path("cache").join("dmirror/partial");
+    for e in std::fs::read_dir(&partial).into_iter().flatten().flatten() {
+        let len = e.metadata().unwrap().len();
+        assert!(len <= 4096, "{} is {len} bytes", e.path().display());
+    }
+}
+
+#[test]
+fn control_characters_and_floods_from_a_mirror_are_escaped_and_capped() {
+    let lab = Lab::new();
+    let image = Image::synthetic(33, "amd64", &[1024]);
+    let flood = "A".repeat(200_000);
+    let url = registry(Content::of(&image), move |req| {
+        (req.path == "/v2/").then(|| {
+            Reply::new(403, "\u{1b}[2J\u{1b}]0;pwned\u{7}denied\r\nline2")
+                .header("WWW-Authenticate", &format!("Basic realm=\"{flood}\""))
+        })
+    });
+    let m = mirrors(&lab, &url);
+    for format in ["plain", "table"] {
+        let out = run_bounded(
+            dmirror(&lab).args([
+                "probe",
+                "--mirrors",
+                m.to_str().unwrap(),
+                "--no-history",
+                "--timeout",
+                "3s",
+                "--format",
+                format,
+            ]),
+            Duration::from_secs(60),
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &stderr(&out);
+        for bad in ['\u{1b}', '\u{7}', '\r'] {
+            assert!(!text.contains(bad), "{format}: raw {bad:?} in {text:?}");
+        }
+        let longest = text.lines().map(str::len).max().unwrap_or(0);
+        assert!(longest < 2000, "{format}: a line of {longest} bytes");
+    }
+}
+
+#[test]
+fn oci_output_never_writes_through_a_planted_link() {
+    let lab = Lab::new();
+    let image = Image::synthetic(34, "amd64", &[8192]);
+    let url = registry(Content::of(&image), |_| None);
+    let m = mirrors(&lab, &url);
+    let dir = lab.path("out");
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let victim = lab.path("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let hex = image.layers[0].digest.trim_start_matches("sha256:");
+    // A dangling link where the blob goes, and links at every name a
+    // temporary file could take.
+    std::os::unix::fs::symlink(lab.path("nowhere"), blobs.join(hex)).unwrap();
+    for name in [format!("{hex}.tmp"), format!("{hex}.dmirror-tmp")] {
+        std::os::unix::fs::symlink(&victim, blobs.join(name)).unwrap();
+    }
+    let out = run_bounded(
+        dmirror(&lab).args(pull_args(&m, &format!("oci:{}", dir.display()))),
+        Duration::from_secs(60),
+    );
+    assert!(
+        std::fs::read(&victim).unwrap() == b"precious",
+        "the victim file was overwritten through a planted link"
+    );
+    assert!(
+        !lab.path("nowhere").exists(),
+        "wrote through the dangling link"
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("link"), "{}", stderr(&out));
+}

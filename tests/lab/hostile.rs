@@ -1,0 +1,134 @@
+//! A hostile registry, in-process on port 0: it serves what a test tells it
+//! to, including what no real registry produces (control characters in
+//! errors, a petabyte declared, a layer that trickles a byte a second).
+//! Plain HTTP/1.1, one request per connection.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One request, as far as the tests care.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What to answer.
+#[derive(Debug, Clone, Default)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Send the body one byte per this interval.
+    pub trickle: Option<Duration>,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            body: body.into(),
+            ..Self::default()
+        }
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.to_owned(), v.to_owned()));
+        self
+    }
+}
+
+type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
+
+/// Start serving; the URL of the server (`http://127.0.0.1:PORT`).
+pub fn serve(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let handler: Arc<Handler> = Arc::new(handler);
+    std::thread::spawn(move || {
+        for conn in listener.incoming().take(100_000) {
+            let Ok(conn) = conn else { continue };
+            let handler = handler.clone();
+            std::thread::spawn(move || answer(conn, &*handler));
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+fn answer(conn: TcpStream, handler: &Handler) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+    let Ok(read) = conn.try_clone() else { return };
+    let mut reader = BufReader::new(read);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
+        return;
+    };
+    let mut headers = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.trim_end().split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().unwrap_or(0);
+            }
+            headers.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    let mut body = vec![0u8; length.min(1 << 20)];
+    let _ = reader.read_exact(&mut body);
+    let req = Request {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        headers,
+    };
+    let reply = handler(&req);
+    let mut out = conn;
+    let mut head = format!("HTTP/1.1 {} X\r\nConnection: close\r\n", reply.status);
+    let has_length = reply
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+    for (k, v) in &reply.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if !has_length {
+        head.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+    }
+    head.push_str("\r\n");
+    if out.write_all(head.as_bytes()).is_err() || req.method == "HEAD" {
+        return;
+    }
+    match reply.trickle {
+        None => {
+            let _ = out.write_all(&reply.body);
+        }
+        Some(every) => {
+            for b in &reply.body {
+                if out.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(every);
+            }
+        }
+    }
+    let _ = out.flush();
+}
