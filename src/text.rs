@@ -4,7 +4,7 @@
 //! length capped, so that no mirror can flood a table or a journal.
 
 /// Longest server text kept in a message.
-pub const MAX_FOREIGN: usize = 300;
+pub const MAX_FOREIGN: usize = 200;
 
 /// `s` with control characters escaped (`\x1b`, `\r`, `\n`, `\t`) and at
 /// most `max` characters kept, the rest counted.
