@@ -137,6 +137,9 @@ struct RawMirror {
     prefix_for: Option<Spanned<Vec<String>>>,
 }
 
+/// Bound on a mirror list file: far above any real list.
+const MAX_LIST_BYTES: u64 = 16 << 20;
+
 /// An ordered list of mirrors, unique by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MirrorList {
@@ -174,7 +177,14 @@ impl MirrorList {
     }
 
     fn merge_file(&mut self, path: &Path) -> Result<(), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        // A FIFO or device in place of the list is refused, not waited on.
+        let read = crate::files::read_regular(path, MAX_LIST_BYTES).and_then(|b| {
+            let b = b.ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+            String::from_utf8(b).map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "is not UTF-8 text")
+            })
+        });
+        let text = read.map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
@@ -189,9 +199,20 @@ impl MirrorList {
             origin: origin.clone(),
             message: e.to_string().trim_end().to_owned(),
         })?;
-        let mut seen: Vec<String> = Vec::new();
+        // Linear in the number of entries: line numbers from one table of
+        // line starts, names found through an index.
+        let line_starts: Vec<usize> = std::iter::once(0)
+            .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+            .collect();
+        let mut index: std::collections::HashMap<String, usize> = self
+            .mirrors
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.clone(), i))
+            .collect();
+        let mut seen: std::collections::HashSet<String> = std::collections::HashSet::new();
         for entry in raw.mirror {
-            let line = line_of(text, entry.name.span().start);
+            let line = line_of(&line_starts, entry.name.span().start);
             let name = entry.name.get_ref().trim().to_owned();
             let invalid = |field: &'static str, message: String| ConfigError::Invalid {
                 origin: origin.clone(),
@@ -207,13 +228,13 @@ impl MirrorList {
                     "appears twice in this file; names must be unique".into(),
                 ));
             }
-            seen.push(name.clone());
+            seen.insert(name.clone());
             let url = match &entry.url {
                 Some(u) => {
                     Some(
                         parse_mirror_url(u.get_ref()).map_err(|m| ConfigError::Invalid {
                             origin: origin.clone(),
-                            line: line_of(text, u.span().start),
+                            line: line_of(&line_starts, u.span().start),
                             name: name.clone(),
                             field: "url",
                             message: m,
@@ -227,7 +248,7 @@ impl MirrorList {
                     Some(
                         validate_registry(r.get_ref()).map_err(|m| ConfigError::Invalid {
                             origin: origin.clone(),
-                            line: line_of(text, r.span().start),
+                            line: line_of(&line_starts, r.span().start),
                             name: name.clone(),
                             field: "registry",
                             message: m,
@@ -244,7 +265,7 @@ impl MirrorList {
                         .collect::<Result<Vec<_>, _>>()
                         .map_err(|m| ConfigError::Invalid {
                             origin: origin.clone(),
-                            line: line_of(text, list.span().start),
+                            line: line_of(&line_starts, list.span().start),
                             name: name.clone(),
                             field: "prefix_for",
                             message: m,
@@ -252,7 +273,7 @@ impl MirrorList {
                 ),
                 None => None,
             };
-            match self.mirrors.iter_mut().find(|m| m.name == name) {
+            match index.get(&name).and_then(|&i| self.mirrors.get_mut(i)) {
                 Some(existing) => {
                     if let Some(r) = registry {
                         existing.registry = r;
@@ -286,6 +307,7 @@ impl MirrorList {
                             "missing; a new mirror needs url = \"https://host\"".into(),
                         )
                     })?;
+                    index.insert(name.clone(), self.mirrors.len());
                     self.mirrors.push(Mirror {
                         name,
                         url,
@@ -308,12 +330,9 @@ impl MirrorList {
     }
 }
 
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+/// The 1-based line holding byte `offset`, given where each line starts.
+fn line_of(line_starts: &[usize], offset: usize) -> usize {
+    line_starts.partition_point(|&s| s <= offset).max(1)
 }
 
 /// A registry as image references name it: `docker.io`, `ghcr.io`,

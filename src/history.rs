@@ -203,9 +203,9 @@ impl Store {
     /// file is an empty history.
     pub fn load(&self, warn: &mut dyn FnMut(String)) -> History {
         let path = self.path();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return History::default(),
+        let bytes = match write::read_regular(&path, 16 << 20) {
+            Ok(Some(b)) => b,
+            Ok(None) => return History::default(),
             Err(e) => {
                 warn(format!(
                     "warning: cannot read the probe history {}: {e}; ranking without it",

@@ -101,6 +101,21 @@ impl FromStr for Reference {
                 "the registry must be a host name, with an optional :port",
             ));
         }
+        if let Some((host, port)) = registry.split_once(':') {
+            let port_ok = !host.is_empty()
+                && !port.is_empty()
+                && port.len() <= 5
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && port.parse::<u32>().is_ok_and(|p| (1..=65535).contains(&p));
+            if !port_ok {
+                return Err(err("the registry's port must be a number from 1 to 65535"));
+            }
+        }
+        // Docker's limit (distribution/reference NameTotalLengthMax): the
+        // name, registry included, holds at most 255 characters.
+        if name.len() > 255 {
+            return Err(err("the name is longer than 255 characters"));
+        }
         let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
             DOCKER_HUB.to_owned()
         } else {

@@ -59,6 +59,30 @@ pub struct Job {
     pub config_home: Option<PathBuf>,
 }
 
+impl Job {
+    /// Refuse what no unit file or cron line can carry safely: a control
+    /// character (a newline would start a new directive or job line).
+    /// Everything else is quoted where it is written.
+    pub fn check(&self) -> Result<(), ScheduleError> {
+        let words = std::iter::once(self.exe.to_string_lossy().into_owned())
+            .chain(self.args.iter().cloned())
+            .chain(
+                self.config_home
+                    .iter()
+                    .map(|d| format!("XDG_CONFIG_HOME={}", d.to_string_lossy())),
+            );
+        for w in words {
+            if w.chars().any(char::is_control) {
+                return Err(ScheduleError::Refused(format!(
+                    "{} holds a control character (a newline?); a systemd unit or cron line cannot carry it, so nothing was written",
+                    crate::text::clean(&w, 120)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `HH:MM`, 24-hour.
 pub fn parse_at(s: &str) -> Result<(u8, u8), String> {
     let bad = || format!("--at {s:?}: give a time of day as HH:MM, e.g. 03:30");
@@ -306,6 +330,7 @@ pub fn install(
     places: &Places,
     note: &mut dyn FnMut(String),
 ) -> Result<(), ScheduleError> {
+    job.check()?;
     for (path, text) in job_files(job, at, cron, places) {
         write_file(&path, &text)?;
         note(format!("wrote {}", path.display()));

@@ -432,3 +432,83 @@ fn schedule_installs_verified_units_or_a_cron_entry_and_removes_them() {
     assert_eq!(std::fs::read_dir(&units).expect("dir").count(), 0);
     assert_eq!(std::fs::read_dir(&cron).expect("dir").count(), 0);
 }
+
+/// Issue 13, item 10: options after `--` cannot inject directives into the
+/// unit or lines into cron: control characters are refused (exit 2,
+/// nothing written), everything else is quoted so that systemd reads one
+/// ExecStart and `systemd-analyze verify` passes.
+#[test]
+fn schedule_options_cannot_inject_into_units_or_cron() {
+    let lab = Lab::new();
+    let units = lab.path("units");
+    let cron = lab.path("cron");
+    std::fs::create_dir_all(&units).expect("dir");
+    std::fs::create_dir_all(&cron).expect("dir");
+    let sched = |kind: &[&str], extra: &[&str], config_home: &str| {
+        dmirror(&lab)
+            .env("XDG_CONFIG_HOME", config_home)
+            .args(["schedule", "install"])
+            .args(kind)
+            .args([
+                "--unit-dir",
+                units.to_str().unwrap(),
+                "--cron-dir",
+                cron.to_str().unwrap(),
+                "--",
+            ])
+            .args(extra)
+            .output()
+            .expect("run")
+    };
+    let home = lab.path("config").display().to_string();
+    for kind in [&[][..], &["--cron"][..]] {
+        let out = sched(
+            kind,
+            &["--textfile", "/x.prom\nExecStartPre=/bin/touch /tmp/pwned"],
+            &home,
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("control character"),
+            "{}",
+            stderr(&out)
+        );
+        let out = sched(
+            kind,
+            &[],
+            &format!("{home}\n* * * * * root /bin/touch /tmp/pwned"),
+        );
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert_eq!(std::fs::read_dir(&units).expect("dir").count(), 0);
+        assert_eq!(std::fs::read_dir(&cron).expect("dir").count(), 0);
+    }
+
+    let odd = "/tmp/a b\"c'd%e$f\\g;h.prom";
+    let out = sched(&[], &["--textfile", odd], &home);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let service = units.join("dmirror-apply.service");
+    let text = std::fs::read_to_string(&service).expect("service");
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("Exec")).count(),
+        1,
+        "{text}"
+    );
+    let verify = std::process::Command::new(require("systemd-analyze", "systemd"))
+        .arg("verify")
+        .arg(&service)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        verify.status.success(),
+        "systemd-analyze verify: {}",
+        stderr(&verify)
+    );
+    let out = sched(&["--cron"], &["--textfile", odd], &home);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let entry = std::fs::read_to_string(cron.join("dmirror")).expect("cron entry");
+    assert_eq!(
+        entry.lines().filter(|l| l.contains(" root ")).count(),
+        1,
+        "{entry}"
+    );
+}

@@ -21,11 +21,15 @@ pub struct Current {
     pub text: String,
 }
 
-/// Read a configuration file that must be UTF-8 text, if it exists.
+/// Bound on a configuration file apply reads: generous for daemon.json or
+/// a hosts.toml, small enough that a runaway file cannot exhaust memory.
+const MAX_CONFIG: u64 = 64 << 20;
+
+/// Read a configuration file that must be UTF-8 text, if it exists. A
+/// FIFO, device or directory in its place is refused at once.
 pub fn read(path: &Path) -> Result<Current, ApplyError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => Some(b),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+    let bytes = match files::read_regular(path, MAX_CONFIG) {
+        Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             return Err(ApplyError::Refused(format!(
                 "cannot read {}: permission denied; run with sudo",
@@ -34,7 +38,7 @@ pub fn read(path: &Path) -> Result<Current, ApplyError> {
         }
         Err(e) => {
             return Err(ApplyError::Refused(format!(
-                "cannot read {}: {e}",
+                "cannot read {}: {e}; nothing was changed",
                 path.display()
             )))
         }
@@ -88,7 +92,11 @@ pub fn lock(dir: &Path, waiting: impl FnOnce()) -> Result<files::DirLock, ApplyE
 /// A unified diff of a configuration file, for `--dry-run`.
 pub fn diff(path: &Path, old: &str, new: &str) -> String {
     let shown = path.display().to_string();
-    let diff = similar::TextDiff::from_lines(old, new);
+    // A deadline keeps a pathological file from taking minutes; the edit
+    // itself touches a few lines, so the diff is small.
+    let diff = similar::TextDiff::configure()
+        .deadline(std::time::Instant::now() + Duration::from_secs(2))
+        .diff_lines(old, new);
     let unified = diff.unified_diff().header(&shown, &shown).to_string();
     format!("would change {}:\n{}", path.display(), unified.trim_end())
 }

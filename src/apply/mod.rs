@@ -231,6 +231,12 @@ pub async fn run<T: Target>(
         })
         .transpose()?;
 
+    if !settings.dry_run {
+        // Temporary files a killed run left: no live writer owns one now.
+        for path in &paths {
+            crate::files::remove_stale_temps(path);
+        }
+    }
     // One pass per file, registries merged into it in turn, so that each
     // registry's outcome says whether its own part changed.
     let mut written: Vec<(PathBuf, Current)> = Vec::new();

@@ -11,6 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 
 use super::{load_mirrors, parse_platform, CommandResult, Failure};
 use crate::cli::PullArgs;
+use crate::daemon::engine::{Endpoint, Engine};
 use crate::exit::ExitStatus;
 use crate::output;
 use crate::probe::ProbeSettings;
@@ -49,6 +50,20 @@ fn resolve(args: &PullArgs) -> Result<(PullSettings, Output), Failure> {
 
 pub async fn run(args: &PullArgs) -> CommandResult {
     let (settings, output) = resolve(args)?;
+    if output == Output::Docker {
+        // No engine: say so now, not after the download.
+        let endpoint = Endpoint::from_docker_host(std::env::var("DOCKER_HOST").ok().as_deref())
+            .map_err(|e| Failure::usage(anyhow!(e)))?;
+        Engine::new(endpoint, Duration::from_secs(10))
+            .info()
+            .await
+            .map_err(|e| {
+                Failure::new(
+                    ExitStatus::NothingUsable,
+                    anyhow!("{e}, or write the image elsewhere: --output oci:DIR or docker-archive:FILE"),
+                )
+            })?;
+    }
     let failed = |e: anyhow::Error| Failure::new(ExitStatus::NothingUsable, e);
     let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
     let drawer: Mutex<Option<tokio::task::JoinHandle<()>>> = Mutex::new(None);

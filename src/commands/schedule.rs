@@ -67,6 +67,7 @@ fn install(args: &ScheduleInstallArgs) -> CommandResult {
         args: apply,
         config_home: dirs::config_dir(),
     };
+    job.check().map_err(failure)?;
     let places = places(&args.places);
     if args.dry_run {
         let mut out = std::io::stdout().lock();

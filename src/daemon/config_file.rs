@@ -1,9 +1,12 @@
-//! `daemon.json`, edited the way a careful person would: only
-//! `registry-mirrors` changes; every other key keeps its value and its
-//! place (serde_json's `preserve_order`), the indentation is kept, a UTF-8
-//! BOM stays, and anything we cannot read is refused, not rewritten.
+//! `daemon.json`, edited the way a careful person would: only the value of
+//! `registry-mirrors` changes (or the key is added before the closing
+//! brace); every other byte of the file stays as it was: other keys' text
+//! (numbers such as `1e2` or large integers included), their order,
+//! comments-free whitespace, CRLF line ends, a UTF-8 BOM. A file we cannot
+//! read unambiguously (bad syntax, not an object, a duplicated key) is
+//! refused, not rewritten.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub const KEY: &str = "registry-mirrors";
 const BOM: &str = "\u{feff}";
@@ -18,47 +21,94 @@ pub enum DaemonJsonError {
     NotObject(&'static str),
     #[error("has \"registry-mirrors\" = {0}, not a list of strings; fix it by hand first")]
     BadMirrors(String),
+    #[error(
+        "has the key {0:?} more than once; which one counts is ambiguous, so fix it by hand first"
+    )]
+    Duplicate(String),
 }
 
-/// A parsed daemon.json.
+/// A parsed daemon.json: its text, and where its top-level members are.
 #[derive(Debug, Clone)]
 pub struct DaemonJson {
-    map: Map<String, Value>,
-    indent: String,
+    /// The text after any BOM.
+    body: String,
     bom: bool,
-    trailing_newline: bool,
+    /// Byte span of `registry-mirrors`' value, when present.
+    mirrors_span: Option<(usize, usize)>,
+    /// Indentation of that key's line (or of the first member).
+    member_indent: String,
+    /// One level of indentation.
+    indent: String,
+    /// Where a new member goes: after the last member's value, or after `{`.
+    insert_at: usize,
+    /// The object has no member.
+    empty: bool,
+    newline: &'static str,
+    /// The new value of `registry-mirrors`, once set.
+    new_mirrors: Option<Vec<String>>,
 }
 
 impl DaemonJson {
-    /// Parse a file's bytes; empty (or absent: pass `""`) means `{}`.
+    /// Parse a file's text; empty (or absent: pass `""`) means `{}`.
     pub fn parse(text: &str) -> Result<Self, DaemonJsonError> {
         let bom = text.starts_with(BOM);
         let body = text.strip_prefix(BOM).unwrap_or(text);
-        let indent = detect_indent(body);
-        let trailing_newline = body.ends_with('\n') || body.trim().is_empty();
+        let newline = if body.contains("\r\n") { "\r\n" } else { "\n" };
         if body.trim().is_empty() {
             return Ok(Self {
-                map: Map::new(),
-                indent,
+                body: String::new(),
                 bom,
-                trailing_newline,
+                mirrors_span: None,
+                member_indent: "  ".into(),
+                indent: "  ".into(),
+                insert_at: 0,
+                empty: true,
+                newline,
+                new_mirrors: None,
             });
         }
         let value: Value =
             serde_json::from_str(body).map_err(|e| DaemonJsonError::Syntax(e.to_string()))?;
-        let map = match value {
-            Value::Object(m) => m,
+        match value {
+            Value::Object(_) => {}
             Value::Array(_) => return Err(DaemonJsonError::NotObject("a list")),
             Value::String(_) => return Err(DaemonJsonError::NotObject("a string")),
             Value::Number(_) => return Err(DaemonJsonError::NotObject("a number")),
             Value::Bool(_) => return Err(DaemonJsonError::NotObject("a boolean")),
             Value::Null => return Err(DaemonJsonError::NotObject("null")),
+        }
+        let members = members(body)?;
+        let mut seen = std::collections::HashSet::new();
+        for m in &members {
+            if !seen.insert(m.key.as_str()) {
+                return Err(DaemonJsonError::Duplicate(m.key.clone()));
+            }
+        }
+        let open = body.find('{').unwrap_or(0);
+        let mirrors = members.iter().find(|m| m.key == KEY);
+        let line_indent = |at: usize| -> String {
+            let start = body[..at].rfind('\n').map_or(0, |i| i + 1);
+            body[start..at]
+                .chars()
+                .take_while(|c| *c == ' ' || *c == '\t')
+                .collect()
+        };
+        let member_indent = match mirrors.or(members.first()) {
+            Some(m) if body[..m.key_start].rfind('\n').is_some_and(|nl| nl > open) => {
+                line_indent(m.key_start)
+            }
+            _ => "  ".to_owned(),
         };
         let parsed = Self {
-            map,
-            indent,
+            body: body.to_owned(),
             bom,
-            trailing_newline,
+            mirrors_span: mirrors.map(|m| (m.value_start, m.value_end)),
+            indent: detect_indent(body),
+            member_indent,
+            insert_at: members.last().map_or(open + 1, |m| m.value_end),
+            empty: members.is_empty(),
+            newline,
+            new_mirrors: None,
         };
         parsed.mirrors()?;
         Ok(parsed)
@@ -66,9 +116,15 @@ impl DaemonJson {
 
     /// The configured mirrors (empty when the key is absent).
     pub fn mirrors(&self) -> Result<Vec<String>, DaemonJsonError> {
-        match self.map.get(KEY) {
-            None => Ok(Vec::new()),
-            Some(Value::Array(items)) => items
+        if let Some(m) = &self.new_mirrors {
+            return Ok(m.clone());
+        }
+        let Some((s, e)) = self.mirrors_span else {
+            return Ok(Vec::new());
+        };
+        let raw = &self.body[s..e];
+        match serde_json::from_str::<Value>(raw) {
+            Ok(Value::Array(items)) => items
                 .iter()
                 .map(|v| {
                     v.as_str()
@@ -76,37 +132,160 @@ impl DaemonJson {
                         .ok_or_else(|| DaemonJsonError::BadMirrors(v.to_string()))
                 })
                 .collect(),
-            Some(other) => Err(DaemonJsonError::BadMirrors(other.to_string())),
+            _ => Err(DaemonJsonError::BadMirrors(crate::text::clean(raw, 200))),
         }
     }
 
-    /// Set `registry-mirrors`, in place if present, appended if not. The
-    /// key is always written, even empty: dockerd does not clear an absent
-    /// key on reload.
+    /// Set `registry-mirrors`, in place if present, added if not. The key is
+    /// always written, even empty: dockerd does not clear an absent key on
+    /// reload.
     pub fn set_mirrors(&mut self, mirrors: &[String]) {
-        let list = Value::Array(mirrors.iter().cloned().map(Value::String).collect());
-        self.map.insert(KEY.to_owned(), list);
+        self.new_mirrors = Some(mirrors.to_vec());
     }
 
-    /// The file's new text, in the original's indentation.
-    pub fn render(&self) -> String {
-        let mut out = Vec::new();
-        let fmt = serde_json::ser::PrettyFormatter::with_indent(self.indent.as_bytes());
-        let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-        // Serialising a Map of Values cannot fail.
-        let _ = serde::Serialize::serialize(&self.map, &mut ser);
-        let mut text = String::from_utf8(out).unwrap_or_default();
-        if self.trailing_newline {
-            text.push('\n');
+    /// The list as JSON, one URL per line at `indent` below the key.
+    fn render_list(&self, list: &[String]) -> String {
+        if list.is_empty() {
+            return "[]".to_owned();
         }
+        let nl = self.newline;
+        let inner = format!("{}{}", self.member_indent, self.indent);
+        let items: Vec<String> = list
+            .iter()
+            .map(|u| format!("{inner}{}", Value::String(u.clone())))
+            .collect();
+        format!(
+            "[{nl}{}{nl}{}]",
+            items.join(&format!(",{nl}")),
+            self.member_indent
+        )
+    }
+
+    /// The file's new text: the old text with only `registry-mirrors`
+    /// changed.
+    pub fn render(&self) -> String {
+        let Some(list) = &self.new_mirrors else {
+            return self.original();
+        };
+        let value = self.render_list(list);
+        let nl = self.newline;
+        let mut text = if self.body.trim().is_empty() {
+            format!("{{{nl}{}\"{KEY}\": {value}{nl}}}{nl}", self.member_indent)
+        } else if let Some((s, e)) = self.mirrors_span {
+            format!("{}{value}{}", &self.body[..s], &self.body[e..])
+        } else if self.empty {
+            // `{}` or `{ }`: the member on its own line between the braces.
+            let close = self.insert_at + self.body[self.insert_at..].find('}').unwrap_or(0);
+            format!(
+                "{}{nl}{}\"{KEY}\": {value}{nl}{}",
+                &self.body[..self.insert_at],
+                self.member_indent,
+                &self.body[close..]
+            )
+        } else {
+            let at = self.insert_at;
+            format!(
+                "{},{nl}{}\"{KEY}\": {value}{}",
+                &self.body[..at],
+                self.member_indent,
+                &self.body[at..]
+            )
+        };
         if self.bom {
             text.insert_str(0, BOM);
         }
         text
     }
+
+    fn original(&self) -> String {
+        if self.bom {
+            format!("{BOM}{}", self.body)
+        } else {
+            self.body.clone()
+        }
+    }
 }
 
-/// The indentation of the first indented line; two spaces by default.
+/// One top-level member of the object: its key and where things are.
+struct Member {
+    key: String,
+    key_start: usize,
+    value_start: usize,
+    value_end: usize,
+}
+
+/// The top-level members of a JSON object already known to be valid, in
+/// one linear pass.
+fn members(text: &str) -> Result<Vec<Member>, DaemonJsonError> {
+    let b = text.as_bytes();
+    let mut i = text
+        .find('{')
+        .ok_or(DaemonJsonError::NotObject("no object"))?
+        + 1;
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    // The end of the string starting at the quote at `i` (past its closing quote).
+    let string_end = |mut i: usize| {
+        i += 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return i + 1,
+                _ => i += 1,
+            }
+        }
+        i
+    };
+    let mut out = Vec::new();
+    loop {
+        i = skip_ws(i);
+        if i >= b.len() || b[i] == b'}' {
+            return Ok(out);
+        }
+        if b[i] == b',' {
+            i += 1;
+            continue;
+        }
+        let key_start = i;
+        let key_end = string_end(i);
+        let key: String = serde_json::from_str(&text[key_start..key_end])
+            .map_err(|e| DaemonJsonError::Syntax(e.to_string()))?;
+        i = skip_ws(key_end);
+        i = skip_ws(i + 1); // past ':'
+        let value_start = i;
+        let mut depth = 0usize;
+        while i < b.len() {
+            match b[i] {
+                b'"' => {
+                    i = string_end(i);
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' if depth == 0 => break,
+                b'}' | b']' => depth -= 1,
+                b',' if depth == 0 => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        let mut value_end = i;
+        while value_end > value_start && b[value_end - 1].is_ascii_whitespace() {
+            value_end -= 1;
+        }
+        out.push(Member {
+            key,
+            key_start,
+            value_start,
+            value_end,
+        });
+    }
+}
+
+/// The indentation unit: the first indented line's, two spaces by default.
 fn detect_indent(text: &str) -> String {
     text.lines()
         .skip(1)
@@ -128,7 +307,7 @@ mod tests {
         assert_eq!(d.mirrors().unwrap(), ["https://old"]);
         d.set_mirrors(&["https://a".into(), "http://b:5000".into()]);
         let out = d.render();
-        let keys: Vec<String> = serde_json::from_str::<Map<String, Value>>(&out)
+        let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, Value>>(&out)
             .unwrap()
             .keys()
             .cloned()
@@ -171,6 +350,43 @@ mod tests {
         let out = d.render();
         assert!(out.starts_with('\u{feff}'));
         assert!(!out.ends_with('\n'));
+    }
+
+    #[test]
+    fn other_keys_keep_their_text_byte_for_byte() {
+        let text = "{\r\n  \"max-concurrent-downloads\": 1e2,\r\n  \"big\": 123456789012345678901234567890,\r\n  \"registry-mirrors\": [\"https://old\"],\r\n  \"s\": \"a\\u00e9\"\r\n}\r\n";
+        let mut d = DaemonJson::parse(text).unwrap();
+        d.set_mirrors(&["https://a".into()]);
+        let out = d.render();
+        assert_eq!(
+            out,
+            "{\r\n  \"max-concurrent-downloads\": 1e2,\r\n  \"big\": 123456789012345678901234567890,\r\n  \"registry-mirrors\": [\r\n    \"https://a\"\r\n  ],\r\n  \"s\": \"a\\u00e9\"\r\n}\r\n"
+        );
+        let mut d = DaemonJson::parse("{\"debug\": true}\n").unwrap();
+        d.set_mirrors(&[]);
+        assert_eq!(
+            d.render(),
+            "{\"debug\": true,\n  \"registry-mirrors\": []}\n"
+        );
+        let mut d = DaemonJson::parse("{ }").unwrap();
+        d.set_mirrors(&["https://a".into()]);
+        let out = d.render();
+        assert_eq!(
+            serde_json::from_str::<Value>(&out).unwrap(),
+            serde_json::json!({"registry-mirrors": ["https://a"]})
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        assert_eq!(
+            DaemonJson::parse("{\"debug\": true, \"debug\": false}").unwrap_err(),
+            DaemonJsonError::Duplicate("debug".into())
+        );
+        assert!(matches!(
+            DaemonJson::parse("{\"registry-mirrors\": [], \"registry\\u002dmirrors\": []}"),
+            Err(DaemonJsonError::Duplicate(_))
+        ));
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub struct RegistryConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("cannot reach the Docker engine at {0}: {1}")]
+    #[error("no Docker engine at {0} ({1}); start Docker or point DOCKER_HOST at it")]
     Unreachable(Endpoint, std::io::Error),
     #[error("the Docker engine at {0} did not answer within {1:?}")]
     Timeout(Endpoint, Duration),
