@@ -214,3 +214,32 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever the input, parsing answers (never panics), and what it
+        /// accepts reads back to itself and stays within Docker's limits.
+        #[test]
+        fn parsing_is_total_and_round_trips(input in "[a-zA-Z0-9./:@_-]{0,80}") {
+            if let Ok(r) = input.parse::<Reference>() {
+                let again: Reference = r.to_string().parse().unwrap();
+                prop_assert_eq!(&again, &r);
+                prop_assert!(r.registry.len() + r.repository.len() < 256);
+                if let Some((_, port)) = r.registry.split_once(':') {
+                    let p: u32 = port.parse().unwrap();
+                    prop_assert!((1..=65535).contains(&p));
+                }
+            }
+        }
+
+        #[test]
+        fn ports_out_of_range_are_refused(port in 65536u32..1_000_000) {
+            let input = format!("localhost:{port}/app");
+            prop_assert!(input.parse::<Reference>().is_err());
+        }
+    }
+}

@@ -300,3 +300,110 @@ fn oci_output_never_writes_through_a_planted_link() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("link"), "{}", stderr(&out));
 }
+
+/// Issue 13, item 9: a daemon.json that cannot be read unambiguously (a
+/// duplicated key) or is not a regular file (a FIFO: reading it would
+/// block) is refused at once with exit 2, before any probing, untouched.
+#[test]
+fn ambiguous_or_special_daemon_json_is_refused_at_once() {
+    let lab = Lab::new();
+    let url = registry(Content::of(&Image::synthetic(35, "amd64", &[1024])), |_| {
+        None
+    });
+    let m = mirrors(&lab, &url);
+    let apply = |daemon_json: &Path| {
+        run_bounded(
+            dmirror(&lab)
+                .env(
+                    "DOCKER_HOST",
+                    format!("unix://{}", lab.path("no.sock").display()),
+                )
+                .args(["apply", "--reload", "--mirrors", m.to_str().unwrap()])
+                .args(["--daemon-json", daemon_json.to_str().unwrap()])
+                .args(["--dockerd-pidfile", lab.path("no.pid").to_str().unwrap()]),
+            Duration::from_secs(30),
+        )
+    };
+    let dup = lab.path("dup.json");
+    let text = "{\r\n  \"debug\": true,\r\n  \"debug\": false\r\n}\r\n";
+    std::fs::write(&dup, text).unwrap();
+    let out = apply(&dup);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("more than once"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("probing"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&dup).unwrap(), text);
+
+    let fifo = lab.path("fifo.json");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = apply(&fifo);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Issue 13, item 9: apply leaves every other key of daemon.json as it
+/// was, byte for byte (numbers, escapes, CRLF), in what --dry-run shows.
+#[test]
+fn dry_run_changes_only_the_mirror_list() {
+    let lab = Lab::new();
+    let image = Image::synthetic(36, "amd64", &[1024]);
+    let url = registry(Content::of(&image), |_| None);
+    let m = lab.mirrors_toml("m.toml", &[("good", url.clone(), "")]);
+    let file = lab.path("daemon.json");
+    let text = "{\r\n  \"max-concurrent-downloads\": 3,\r\n  \"labels\": [\"x=\\u00e9\"],\r\n  \"registry-mirrors\": []\r\n}\r\n";
+    std::fs::write(&file, text).unwrap();
+    let out = run_bounded(
+        dmirror(&lab)
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", lab.path("no.sock").display()),
+            )
+            .args([
+                "apply",
+                "--dry-run",
+                "--json",
+                "--no-history",
+                "--timeout",
+                "3s",
+            ])
+            .args(["--image", REPO, "--mirrors", m.to_str().unwrap()])
+            .args(["--daemon-json", file.to_str().unwrap()])
+            .args(["--dockerd-pidfile", lab.path("no.pid").to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let diff = doc["apply"]["message"].as_str().unwrap();
+    let changed: Vec<&str> = diff
+        .lines()
+        .filter(|l| {
+            (l.starts_with('+') || l.starts_with('-'))
+                && !l.starts_with("+++")
+                && !l.starts_with("---")
+        })
+        .collect();
+    let root = url.trim_end_matches('/');
+    assert_eq!(
+        changed,
+        [
+            "-  \"registry-mirrors\": []",
+            "+  \"registry-mirrors\": [",
+            &format!("+    \"{root}\""),
+            "+  ]",
+        ],
+        "{diff}"
+    );
+    assert!(diff.contains("+  ]\r\n"), "CRLF line ends kept: {diff:?}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        text,
+        "dry run wrote"
+    );
+}

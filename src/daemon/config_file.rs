@@ -409,3 +409,81 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A JSON value's text, in one of several spellings.
+    fn value_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("1e2".to_owned()),
+            Just("123456789012345678901234567890".to_owned()),
+            Just("-0.50".to_owned()),
+            Just("true".to_owned()),
+            Just("null".to_owned()),
+            "[a-z]{0,6}".prop_map(|s| format!("\"{s}\\u00e9\"")),
+            Just("{ \"a\" : [1 , {\"b\":\"]}\"}] }".to_owned()),
+            Just("[ ]".to_owned()),
+        ]
+    }
+
+    fn document() -> impl Strategy<Value = (String, bool)> {
+        (
+            proptest::collection::btree_map("[a-z-]{1,8}", value_text(), 0..6),
+            prop_oneof![Just(""), Just(" "), Just("\n  "), Just("\r\n\t")],
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(members, ws, with_mirrors, crlf)| {
+                let nl = if crlf { "\r\n" } else { "\n" };
+                let mut parts: Vec<String> = members
+                    .into_iter()
+                    .filter(|(k, _)| k != KEY)
+                    .map(|(k, v)| format!("{ws}\"{k}\"{ws}:{ws}{v}"))
+                    .collect();
+                if with_mirrors {
+                    let at = parts.len() / 2;
+                    parts.insert(at, format!("{ws}\"{KEY}\": [\"https://old\"]"));
+                }
+                (format!("{{{}{nl}}}{nl}", parts.join(",")), with_mirrors)
+            })
+    }
+
+    proptest! {
+        /// Every byte outside the value of registry-mirrors survives a merge.
+        #[test]
+        fn other_keys_are_byte_identical_after_any_merge(
+            (text, had) in document(),
+            list in proptest::collection::vec("https://[a-z]{1,8}", 0..4),
+        ) {
+            let mut d = DaemonJson::parse(&text).unwrap();
+            let span = d.mirrors_span;
+            let insert_at = d.insert_at;
+            d.set_mirrors(&list);
+            let out = d.render();
+            let reparsed = DaemonJson::parse(&out).unwrap();
+            prop_assert_eq!(reparsed.mirrors().unwrap(), list.clone());
+            let (s, e) = reparsed.mirrors_span.unwrap();
+            match span {
+                Some((os, oe)) => {
+                    prop_assert!(had);
+                    prop_assert_eq!(&out[..s], &text[..os]);
+                    prop_assert_eq!(&out[e..], &text[oe..]);
+                }
+                None => {
+                    prop_assert!(out.starts_with(&text[..insert_at]));
+                    prop_assert!(out.ends_with(&text[insert_at..]));
+                }
+            }
+            let before: Value = serde_json::from_str(&text).unwrap();
+            let after: Value = serde_json::from_str(&out).unwrap();
+            for (k, v) in before.as_object().unwrap() {
+                if k != KEY {
+                    prop_assert_eq!(&after[k], v);
+                }
+            }
+        }
+    }
+}
