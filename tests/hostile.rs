@@ -407,3 +407,75 @@ fn dry_run_changes_only_the_mirror_list() {
         "dry run wrote"
     );
 }
+
+/// Issue 13, item 8: a Docker schema-2 image written as an OCI layout reads
+/// in skopeo (inspect and copy), like an OCI image does.
+#[test]
+fn oci_layouts_of_docker_images_read_in_skopeo() {
+    const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    let lab = Lab::new();
+    let image = Image::synthetic(37, "amd64", &[4096, 2048]);
+    let mut content = Content::of(&image);
+    content.manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": DOCKER_MANIFEST,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": image.config.digest, "size": image.config.bytes.len()},
+        "layers": image.layers.iter().map(|l| serde_json::json!({
+            "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": l.digest, "size": l.bytes.len()
+        })).collect::<Vec<_>>(),
+    }))
+    .unwrap();
+    let docker_digest = lab::sha256(&content.manifest);
+    let manifest = content.manifest.clone();
+    let url = registry(content, move |req| {
+        // Serve the Docker type as such.
+        (req.path.contains("/manifests/")).then(|| {
+            Reply::new(200, manifest.clone())
+                .header("Content-Type", DOCKER_MANIFEST)
+                .header("Docker-Content-Digest", &docker_digest)
+        })
+    });
+    let m = mirrors(&lab, &url);
+    for (i, tagged) in [true, false].into_iter().enumerate() {
+        let dir = lab.path(&format!("out{i}"));
+        let out = run_bounded(
+            dmirror(&lab).args(pull_args(&m, &format!("oci:{}", dir.display()))),
+            Duration::from_secs(60),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let skopeo = lab::require("skopeo", "skopeo");
+        let name = if tagged {
+            format!("oci:{}:latest", dir.display())
+        } else {
+            format!("oci:{}", dir.display())
+        };
+        let inspect = std::process::Command::new(&skopeo)
+            .args(["inspect", &name])
+            .output()
+            .unwrap();
+        assert!(
+            inspect.status.success(),
+            "skopeo inspect {name}: {}",
+            stderr(&inspect)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+        let layers: Vec<&str> = v["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|l| l.as_str())
+            .collect();
+        let want: Vec<&str> = image.layers.iter().map(|l| l.digest.as_str()).collect();
+        assert_eq!(layers, want);
+        let copy_to = lab.path(&format!("copy{i}"));
+        let copy = std::process::Command::new(&skopeo)
+            .args(["copy", &name, &format!("dir:{}", copy_to.display())])
+            .output()
+            .unwrap();
+        assert!(
+            copy.status.success(),
+            "skopeo copy {name}: {}",
+            stderr(&copy)
+        );
+    }
+}

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 use super::cache::hash_file;
 use super::image::PulledImage;
 use crate::files::atomic_write;
+use crate::registry::manifest::{DOCKER_MANIFEST, OCI_MANIFEST};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -88,13 +89,14 @@ pub fn write(dir: &Path, image: &PulledImage) -> io::Result<()> {
         let _ = fs::remove_file(&to);
         place(&image.blob_path(d), &to)?;
     }
+    let (manifest, media_type) = as_oci(image)?;
+    let manifest_digest = crate::registry::digest::of(&manifest);
     let manifest_path = blobs.join(
-        image
-            .manifest_digest
+        manifest_digest
             .strip_prefix("sha256:")
-            .unwrap_or(&image.manifest_digest),
+            .unwrap_or(&manifest_digest),
     );
-    atomic_write(&manifest_path, &image.manifest, None)?;
+    atomic_write(&manifest_path, &manifest, None)?;
 
     let index_path = dir.join("index.json");
     if fs::symlink_metadata(&index_path).is_ok_and(|m| m.file_type().is_symlink()) {
@@ -115,9 +117,9 @@ pub fn write(dir: &Path, image: &PulledImage) -> io::Result<()> {
     };
     let name = image.reference.tag.clone();
     let mut entry = json!({
-        "mediaType": image.manifest_media_type,
-        "digest": image.manifest_digest,
-        "size": image.manifest.len(),
+        "mediaType": media_type,
+        "digest": manifest_digest,
+        "size": manifest.len(),
     });
     if let Some(n) = &name {
         entry["annotations"] = json!({ REF_NAME: n });
@@ -138,4 +140,52 @@ pub fn write(dir: &Path, image: &PulledImage) -> io::Result<()> {
         &serde_json::to_vec_pretty(&index).map_err(io::Error::other)?,
         None,
     )
+}
+
+/// The image's manifest as an OCI layout must hold it. OCI readers
+/// (containers/image behind skopeo and podman) look only at index entries of
+/// OCI types, so a Docker schema-2 manifest is converted the way `skopeo
+/// copy` converts it: the same blobs under OCI media types. The blobs, and
+/// so the image, are unchanged; only the manifest's digest differs.
+fn as_oci(image: &PulledImage) -> io::Result<(Vec<u8>, String)> {
+    if image.manifest_media_type != DOCKER_MANIFEST {
+        return Ok((image.manifest.clone(), image.manifest_media_type.clone()));
+    }
+    let mut m: Value = serde_json::from_slice(&image.manifest).map_err(io::Error::other)?;
+    fn oci_type(docker: &str) -> &str {
+        match docker {
+            "application/vnd.docker.container.image.v1+json" => {
+                "application/vnd.oci.image.config.v1+json"
+            }
+            "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            }
+            "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
+                "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+            }
+            "application/vnd.docker.image.rootfs.diff.tar" => {
+                "application/vnd.oci.image.layer.v1.tar"
+            }
+            "" => "application/vnd.oci.image.layer.v1.tar+gzip",
+            other => other,
+        }
+    }
+    let obj = m
+        .as_object_mut()
+        .ok_or_else(|| io::Error::other("the manifest is not a JSON object"))?;
+    obj.insert("mediaType".into(), json!(OCI_MANIFEST));
+    if let Some(c) = obj.get_mut("config") {
+        let t = c["mediaType"].as_str().unwrap_or_default().to_owned();
+        c["mediaType"] = json!(oci_type(&t));
+    }
+    if let Some(layers) = obj.get_mut("layers").and_then(Value::as_array_mut) {
+        for l in layers {
+            let t = l["mediaType"].as_str().unwrap_or_default().to_owned();
+            l["mediaType"] = json!(oci_type(&t));
+        }
+    }
+    Ok((
+        serde_json::to_vec(&m).map_err(io::Error::other)?,
+        OCI_MANIFEST.to_owned(),
+    ))
 }
