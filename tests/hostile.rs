@@ -479,3 +479,61 @@ fn oci_layouts_of_docker_images_read_in_skopeo() {
         );
     }
 }
+
+/// Issue 13, item 12: when every mirror fails to connect the same way, one
+/// sentence says the network looks down, instead of leaving the user to
+/// read a table of dead mirrors.
+#[test]
+fn offline_is_one_message() {
+    let lab = Lab::new();
+    let entries: Vec<(String, String)> = (0..4)
+        .map(|i| {
+            (
+                format!("m{i}"),
+                format!("http://127.0.0.1:{}", lab.refused_port()),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, String, &str)> = entries
+        .iter()
+        .map(|(n, u)| (n.as_str(), u.clone(), ""))
+        .collect();
+    let m = lab.mirrors_toml("m.toml", &refs);
+    let out = run_bounded(
+        dmirror(&lab).args([
+            "probe",
+            "--no-history",
+            "--format",
+            "plain",
+            "--mirrors",
+            m.to_str().unwrap(),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.matches("looks down").count(), 1, "{err}");
+    assert!(err.contains("refused"), "{err}");
+
+    // One mirror that answers: no such note.
+    let url = registry(Content::of(&Image::synthetic(38, "amd64", &[1024])), |_| {
+        None
+    });
+    let mut with_good = refs.clone();
+    with_good.push(("good", url, ""));
+    let m = lab.mirrors_toml("m2.toml", &with_good);
+    let out = run_bounded(
+        dmirror(&lab).args([
+            "probe",
+            "--no-history",
+            "--format",
+            "plain",
+            "--image",
+            REPO,
+            "--mirrors",
+            m.to_str().unwrap(),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(!stderr(&out).contains("looks down"), "{}", stderr(&out));
+}

@@ -88,6 +88,9 @@ pub async fn probe_ranked(settings: &ProbeSettings, args: &ProbeArgs) -> Ranked 
         .flatten();
     let ranked = ranked::probe_ranked(settings, state, Some(events), &mut |w| say(w)).await;
     let _ = drawer.await;
+    if let Some(line) = crate::probe::offline(&ranked.results) {
+        say(format!("note: {line}"));
+    }
     ranked
 }
 

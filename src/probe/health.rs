@@ -19,6 +19,11 @@ pub(super) async fn check(
     settings: &ProbeSettings,
     result: &mut MirrorResult,
 ) -> Option<Healthy> {
+    if let Err(e) = resolve(&client, settings.timeout).await {
+        result.status = e.kind.into();
+        result.error = Some(e.message);
+        return None;
+    }
     let stage = Mutex::new("connecting");
     let outcome =
         tokio::time::timeout(settings.timeout, run(&client, settings, result, &stage)).await;
@@ -41,6 +46,38 @@ pub(super) async fn check(
     result.status = err.kind.into();
     result.error = Some(err.message);
     None
+}
+
+/// Look the mirror's host name up first, so that a lookup that hangs or
+/// fails reads as what it is (DNS: `unreachable`), not as a slow mirror
+/// (`timeout`, which ranks above the dead ones).
+async fn resolve(
+    client: &RegistryClient,
+    timeout: std::time::Duration,
+) -> Result<(), RegistryError> {
+    let url = client.base();
+    let Some(host) = url.host_str() else {
+        return Ok(());
+    };
+    if host.starts_with('[') || host.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    let unreachable = |m: String| RegistryError::new(crate::registry::ErrorKind::Unreachable, m);
+    match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
+        Err(_) => Err(unreachable(format!(
+            "DNS: the lookup of {host} did not answer within {}",
+            humantime::format_duration(timeout)
+        ))),
+        Ok(Err(e)) => Err(unreachable(format!("DNS: cannot resolve {host}: {e}"))),
+        Ok(Ok(addrs)) => {
+            let mut addrs = addrs;
+            match addrs.next() {
+                Some(_) => Ok(()),
+                None => Err(unreachable(format!("DNS: {host} has no address"))),
+            }
+        }
+    }
 }
 
 async fn run(

@@ -222,6 +222,35 @@ pub async fn probe(
     results
 }
 
+/// When no mirror answered and every one failed to connect the same way,
+/// the fault is this machine's network (or DNS, or proxy), not the mirrors:
+/// one sentence that says so, instead of a table of dead mirrors.
+pub fn offline(results: &[MirrorResult]) -> Option<String> {
+    if results.len() < 2 || results.iter().any(|r| r.status != Status::Unreachable) {
+        return None;
+    }
+    let cause = |r: &MirrorResult| -> Option<&'static str> {
+        let e = r.error.as_deref()?.to_ascii_lowercase();
+        [
+            ("dns", "their names do not resolve (DNS)"),
+            ("connection refused", "every connection is refused"),
+            ("network is unreachable", "the network is unreachable"),
+            ("no route to host", "there is no route to any of them"),
+            ("proxy", "the proxy does not answer"),
+        ]
+        .into_iter()
+        .find(|(k, _)| e.contains(k))
+        .map(|(_, why)| why)
+    };
+    let first = cause(&results[0])?;
+    results.iter().all(|r| cause(r) == Some(first)).then(|| {
+        format!(
+            "all {} mirrors are unreachable the same way: {first}. This machine's network, DNS or proxy looks down, not the mirrors; check it and probe again",
+            results.len()
+        )
+    })
+}
+
 fn options(settings: &ProbeSettings, insecure: bool) -> ClientOptions {
     ClientOptions {
         insecure,
