@@ -537,3 +537,74 @@ fn offline_is_one_message() {
     );
     assert!(!stderr(&out).contains("looks down"), "{}", stderr(&out));
 }
+
+/// A registry serving `image` whose blob transfers collapse to a trickle
+/// after the probe's first-bytes request (which stays fast).
+fn collapsing(image: &Image) -> String {
+    registry(Content::of(image), |req| {
+        let probe = req.header("Range") == Some("bytes=0-65535");
+        (req.path.contains("/blobs/") && !probe && req.method == "GET").then(|| Reply {
+            status: 206,
+            headers: Vec::new(),
+            body: vec![0u8; 4096],
+            trickle: Some(Duration::from_millis(200)),
+        })
+    })
+}
+
+/// Issue 13, item 4: a mirror whose rate collapses after the probe is
+/// dropped once it falls far behind the others; the pull completes.
+#[test]
+fn a_mirror_that_collapses_to_a_trickle_is_dropped() {
+    let lab = Lab::new();
+    let image = Image::synthetic(39, "amd64", &[6 << 20]);
+    let good = registry(Content::of(&image), |_| None);
+    let slow = collapsing(&image);
+    let refused = format!("http://127.0.0.1:{}", lab.refused_port());
+    let m = lab.mirrors_toml(
+        "m.toml",
+        &[
+            ("good", good, ""),
+            ("slow", slow, ""),
+            ("origin", refused, "upstream = true"),
+        ],
+    );
+    let dir = lab.path("out");
+    let dest = format!("oci:{}", dir.display());
+    let mut args = pull_args(&m, &dest);
+    args.push("--json");
+    let out = run_bounded(dmirror(&lab).args(args), Duration::from_secs(90));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let slow = doc["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "slow")
+        .cloned()
+        .unwrap_or_default();
+    let why = slow["dropped"].as_str().unwrap_or_default();
+    assert!(why.contains("far later"), "{doc}");
+}
+
+/// Issue 13, item 4: a lone mirror below the floor fails the pull with that
+/// reason, in bounded time, instead of trickling for hours.
+#[test]
+fn a_lone_trickle_fails_the_pull_at_the_floor() {
+    let lab = Lab::new();
+    let image = Image::synthetic(40, "amd64", &[6 << 20]);
+    let slow = collapsing(&image);
+    let refused = format!("http://127.0.0.1:{}", lab.refused_port());
+    let m = lab.mirrors_toml(
+        "m.toml",
+        &[("slow", slow, ""), ("origin", refused, "upstream = true")],
+    );
+    let dir = lab.path("out");
+    let out = run_bounded(
+        dmirror(&lab).args(pull_args(&m, &format!("oci:{}", dir.display()))),
+        Duration::from_secs(120),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("floor") && err.contains("slow"), "{err}");
+}

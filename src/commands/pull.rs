@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 
-use super::{load_mirrors, parse_platform, CommandResult, Failure};
+use super::{load_mirrors, parse_platform, say, CommandResult, Failure};
 use crate::cli::PullArgs;
 use crate::daemon::engine::{Endpoint, Engine};
 use crate::exit::ExitStatus;
@@ -75,6 +75,13 @@ pub async fn run(args: &PullArgs) -> CommandResult {
             spinner.enable_steady_tick(Duration::from_millis(120));
             spinner.set_message(format!("checking {mirrors} mirrors"));
         }
+        PullEvent::WaitingForCache { path } => spinner.suspend(|| {
+            say(format!(
+                "waiting for another dmirror to finish with the cache {} (at most {})",
+                path.display(),
+                humantime::format_duration(pull::CACHE_LOCK_WAIT)
+            ))
+        }),
         PullEvent::Downloading {
             image,
             sources,

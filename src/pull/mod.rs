@@ -56,6 +56,9 @@ pub enum PullError {
     },
 }
 
+/// How long a pull waits for another process's hold on the cache.
+pub const CACHE_LOCK_WAIT: Duration = Duration::from_secs(600);
+
 /// sha256 of nothing: the only digest a blob of size 0 may have.
 pub const EMPTY_DIGEST: &str =
     "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -88,6 +91,11 @@ pub struct PullReport {
 pub enum PullEvent {
     Probing {
         mirrors: usize,
+    },
+    /// Another dmirror holds the cache; this pull waits (at most
+    /// [`CACHE_LOCK_WAIT`]).
+    WaitingForCache {
+        path: std::path::PathBuf,
     },
     /// Blobs are being fetched; `image` says where each will appear once
     /// verified, so an output can start before the last one arrives.
@@ -190,26 +198,37 @@ pub async fn pull(
             format!("; the mirrors: {}", said.join("; "))
         }
     };
-    let (manifest, media_type, digest, config, layers) =
-        match fetch_manifest(&sources, &image, &wanted_ref, &settings.probe.platform).await {
-            Ok(found) => found,
-            Err(PullError::Manifest(m)) if used_upstream => {
-                return Err(PullError::Manifest(m + &mirrors_said()))
-            }
-            Err(e) => return Err(e),
-        };
+    let (manifest, media_type, digest, config, layers) = match fetch_manifest(
+        &sources,
+        &image,
+        &wanted_ref,
+        &settings.probe.platform,
+        settings.probe.timeout,
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(PullError::Manifest(m)) if used_upstream => {
+            return Err(PullError::Manifest(m + &mirrors_said()))
+        }
+        Err(e) => return Err(e),
+    };
 
     let cache = Cache::new(settings.cache_root.clone());
     cache
         .prepare()
         .map_err(|e| PullError::Cache(settings.cache_root.clone(), e))?;
-    let _lock = crate::files::lock_dir(&settings.cache_root, Duration::from_secs(3600), || {})
-        .map_err(|e| {
-            PullError::Cache(
-                settings.cache_root.clone(),
-                std::io::Error::other(e.to_string()),
-            )
-        })?;
+    let _lock = crate::files::lock_dir(&settings.cache_root, CACHE_LOCK_WAIT, || {
+        events(PullEvent::WaitingForCache {
+            path: settings.cache_root.clone(),
+        })
+    })
+    .map_err(|e| {
+        PullError::Cache(
+            settings.cache_root.clone(),
+            std::io::Error::other(e.to_string()),
+        )
+    })?;
     let mut wanted = vec![Wanted {
         digest: config.digest.clone(),
         size: config.size,
@@ -257,6 +276,7 @@ pub async fn pull(
         blob_dir: cache.blobs_dir(),
     };
     let mut outcomes = Vec::new();
+    let mut earlier: Vec<String> = Vec::new();
     let mut attempt = sources;
     loop {
         let progress = Arc::new(Progress::new(wanted.len(), attempt.len()));
@@ -265,17 +285,26 @@ pub async fn pull(
             sources: attempt.iter().map(|s| s.name.clone()).collect(),
             progress: progress.clone(),
         });
-        let result =
-            download::fetch_all(&cache, attempt, &wanted, settings.per_source, progress).await;
+        let result = download::fetch_all(
+            &cache,
+            attempt,
+            &wanted,
+            settings.per_source,
+            progress,
+            settings.probe.timeout,
+        )
+        .await;
         match result {
             Ok(o) => {
                 outcomes.extend(o);
                 break;
             }
-            Err(download::DownloadError::NoSources { .. })
+            Err(download::DownloadError::NoSources { detail, .. })
                 if !used_upstream && upstream.is_some() =>
             {
                 // Every mirror failed mid-pull: upstream finishes the job.
+                // Their reasons stay for the message if upstream fails too.
+                earlier.push(detail);
                 used_upstream = true;
                 let up = upstream
                     .as_ref()
@@ -283,6 +312,14 @@ pub async fn pull(
                     .transpose()
                     .map_err(|e| PullError::Manifest(e.message))?;
                 attempt = up.into_iter().collect();
+            }
+            Err(download::DownloadError::NoSources { digest, detail }) => {
+                earlier.push(detail);
+                return Err(download::DownloadError::NoSources {
+                    digest,
+                    detail: earlier.join("; "),
+                }
+                .into());
             }
             Err(e) => return Err(e.into()),
         }
@@ -323,10 +360,25 @@ async fn fetch_manifest(
     image: &Reference,
     reference: &str,
     platform: &Platform,
+    timeout: Duration,
 ) -> Result<FetchedImage, PullError> {
     let mut errors = Vec::new();
     for s in sources {
-        match fetch_from(&s.client, &s.repo, image, reference, platform).await {
+        let bounded = tokio::time::timeout(
+            timeout,
+            fetch_from(&s.client, &s.repo, image, reference, platform),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(RegistryError::new(
+                crate::registry::ErrorKind::Timeout,
+                format!(
+                    "the manifest did not arrive within {}",
+                    humantime::format_duration(timeout)
+                ),
+            ))
+        });
+        match bounded {
             Ok(found) => return Ok(found),
             Err(e) => errors.push(format!(
                 "{}: {}",

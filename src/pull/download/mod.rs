@@ -33,6 +33,16 @@ const SEGMENT: u64 = 4 * 1024 * 1024;
 const MIN_SPLIT: u64 = 512 * 1024;
 /// A transfer that yields no bytes for this long is abandoned and resumed elsewhere.
 const STALL: Duration = Duration::from_secs(10);
+/// How long a transfer runs before its rate is judged.
+const JUDGE_AFTER: Duration = Duration::from_secs(5);
+/// A mirror this many times slower than the best one is dropped once its
+/// share would take longer than [`FAR_LATER`].
+const SLOWER: f64 = 20.0;
+const FAR_LATER: f64 = 30.0;
+/// The floor for a mirror on its own: below this rate, sustained over
+/// [`FLOOR_WINDOW`], the pull fails instead of trickling for hours.
+const FLOOR_BPS: f64 = 1000.0;
+const FLOOR_WINDOW: Duration = Duration::from_secs(30);
 /// Attempts in a row without a single byte before a mirror is dropped.
 const MAX_FAILURES: u32 = 4;
 /// Bound on a blob the verification step fetches whole.
@@ -164,6 +174,8 @@ struct Shared {
     notify: Notify,
     fatal: Mutex<Option<DownloadError>>,
     progress: Arc<Progress>,
+    /// Bound on each request's first byte (the pull's `--timeout`).
+    first_byte: Duration,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -178,6 +190,7 @@ pub async fn fetch_all(
     wanted: &[Wanted],
     per_source: usize,
     progress: Arc<Progress>,
+    first_byte: Duration,
 ) -> Result<Vec<SourceOutcome>, DownloadError> {
     let mut blobs = Vec::new();
     let mut queue = VecDeque::new();
@@ -240,6 +253,7 @@ pub async fn fetch_all(
         notify: Notify::new(),
         fatal: Mutex::new(None),
         progress,
+        first_byte,
     });
 
     let mut workers = Vec::new();
@@ -436,6 +450,50 @@ async fn run_segment(shared: &Arc<Shared>, s: usize, seg: Arc<Seg>) {
     }
 }
 
+/// Why source `s`, `received` bytes into a transfer begun at `started`, is
+/// too slow to keep: far slower than the best other mirror with much left,
+/// or (on its own) below the floor. A trickle is a failure, not progress.
+fn too_slow(
+    shared: &Shared,
+    s: usize,
+    started: Instant,
+    received: u64,
+    seg: &Seg,
+) -> Option<String> {
+    let elapsed = started.elapsed();
+    if elapsed < JUDGE_AFTER {
+        return None;
+    }
+    let rate = received as f64 / elapsed.as_secs_f64();
+    let shown = |bps: f64| format!("{:.1} kB/s", bps / 1000.0);
+    if elapsed >= FLOOR_WINDOW && rate < FLOOR_BPS {
+        return Some(format!(
+            "sent {} over {} s, below the floor of {}; dropped",
+            shown(rate),
+            elapsed.as_secs(),
+            shown(FLOOR_BPS)
+        ));
+    }
+    let best = shared
+        .sources
+        .iter()
+        .enumerate()
+        .filter(|(i, o)| *i != s && !o.is_dropped())
+        .filter_map(|(_, o)| o.rate())
+        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))?;
+    let left = seg
+        .end
+        .load(Ordering::Acquire)
+        .saturating_sub(seg.pos.load(Ordering::Acquire)) as f64;
+    (rate * SLOWER < best && left / rate.max(1.0) > FAR_LATER).then(|| {
+        format!(
+            "sent {} while another mirror sends {}; its share would finish far later; dropped",
+            shown(rate),
+            shown(best)
+        )
+    })
+}
+
 /// Stream `seg` from source `s` into the blob's partial file.
 async fn transfer(shared: &Shared, s: usize, seg: &Seg) -> Result<(), RegistryError> {
     let blob = &shared.blobs[seg.blob];
@@ -450,17 +508,34 @@ async fn transfer(shared: &Shared, s: usize, seg: &Seg) -> Result<(), RegistryEr
     }
     let whole = start == 0 && end == blob.size;
     let range = (!whole).then_some((start, end));
-    let mut resp =
-        tokio::time::timeout(STALL, source.client.blob(&source.repo, &blob.digest, range))
-            .await
-            .map_err(|_| RegistryError::new(crate::registry::ErrorKind::Timeout, "no answer"))??;
+    let mut resp = tokio::time::timeout(
+        shared.first_byte,
+        source.client.blob(&source.repo, &blob.digest, range),
+    )
+    .await
+    .map_err(|_| {
+        RegistryError::new(
+            crate::registry::ErrorKind::Timeout,
+            format!(
+                "no answer within {}",
+                humantime::format_duration(shared.first_byte)
+            ),
+        )
+    })??;
     if range.is_some() && resp.status().as_u16() != 206 {
         return Err(RegistryError::broken(format!(
             "answered a Range request with HTTP {} instead of 206",
             resp.status().as_u16()
         )));
     }
+    let started = Instant::now();
+    let mut received = 0u64;
     loop {
+        if let Some(why) = too_slow(shared, s, started, received, seg) {
+            source.drop_with(why.clone());
+            shared.notify.notify_waiters();
+            return Err(RegistryError::new(crate::registry::ErrorKind::Timeout, why));
+        }
         let chunk = tokio::time::timeout(STALL, resp.chunk())
             .await
             .map_err(|_| {
@@ -483,6 +558,7 @@ async fn transfer(shared: &Shared, s: usize, seg: &Seg) -> Result<(), RegistryEr
             return Err(RegistryError::broken("cannot write the cache"));
         }
         seg.pos.store(pos + take as u64, Ordering::Release);
+        received += take as u64;
         shared.progress.blob_bytes[seg.blob].fetch_add(take as u64, Ordering::Relaxed);
         shared.progress.source_bytes[s].fetch_add(take as u64, Ordering::Relaxed);
         if take < chunk.len() || pos + take as u64 >= end {
