@@ -548,6 +548,7 @@ fn collapsing(image: &Image) -> String {
             headers: Vec::new(),
             body: vec![0u8; 4096],
             trickle: Some(Duration::from_millis(200)),
+            piece: 1,
         })
     })
 }
@@ -607,4 +608,113 @@ fn a_lone_trickle_fails_the_pull_at_the_floor() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("floor") && err.contains("slow"), "{err}");
+}
+
+/// Issue 13, item 5: the disk filling up mid-pull is the disk's fault: the
+/// pull stops naming the path and the cause, blames no mirror, and leaves
+/// no partial file behind. The cache is a 4 MB tmpfs in a private mount
+/// namespace, filled by another writer while the layer downloads.
+#[test]
+fn a_full_disk_is_the_disks_fault() {
+    if std::env::var_os("DMIRROR_TEST_IN_MOUNT_NS").is_none() {
+        let status = std::process::Command::new(lab::require("unshare", "util-linux"))
+            .args(["-m", "--propagation", "private", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args(["a_full_disk_is_the_disks_fault", "--exact", "--nocapture"])
+            .env("DMIRROR_TEST_IN_MOUNT_NS", "1")
+            .status()
+            .unwrap();
+        assert!(status.success(), "failed in its mount namespace");
+        return;
+    }
+    let lab = Lab::new();
+    let cache = lab.path("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=4m", "tmpfs"])
+        .arg(&cache)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let image = Image::synthetic(41, "amd64", &[3 << 20]);
+    // A pacing front over the real registry's bytes.
+    let content = Content::of(&image);
+    let blob = content.blobs[&image.layers[0].digest].clone();
+    let layer = image.layers[0].digest.clone();
+    let url = registry(content, move |req| {
+        let probe = req.header("Range") == Some("bytes=0-65535");
+        if !(req.path.ends_with(&layer) && !probe && req.method == "GET") {
+            return None;
+        }
+        let (s, e) = req
+            .header("Range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.split_once('-'))
+            .map(|(s, e)| {
+                (
+                    s.parse().unwrap_or(0),
+                    e.parse::<usize>().map_or(blob.len(), |e| e + 1),
+                )
+            })
+            .unwrap_or((0, blob.len()));
+        let e = e.min(blob.len());
+        Some(Reply {
+            status: if req.header("Range").is_some() {
+                206
+            } else {
+                200
+            },
+            headers: vec![(
+                "Content-Range".into(),
+                format!("bytes {s}-{}/{}", e - 1, blob.len()),
+            )],
+            body: blob[s..e].to_vec(),
+            trickle: Some(Duration::from_millis(100)),
+            piece: 64 * 1024,
+        })
+    });
+    let m = mirrors(&lab, &url);
+    let dir = lab.path("out");
+    let dest = format!("oci:{}", dir.display());
+    let child = dmirror(&lab)
+        .env("XDG_CACHE_HOME", &cache)
+        .args(pull_args(&m, &dest))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the layer is on its way, another writer takes the rest.
+    let partial = cache.join("dmirror/partial");
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(20) {
+        let growing = std::fs::read_dir(&partial)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| e.metadata().is_ok_and(|m| m.len() > 0));
+        if growing {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut filler = std::fs::File::create(cache.join("filler")).unwrap();
+    let zeros = vec![0u8; 64 * 1024];
+    while std::io::Write::write_all(&mut filler, &zeros).is_ok() {}
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("No space left") && err.contains(&cache.display().to_string()),
+        "names the cause and the path: {err}"
+    );
+    assert!(err.contains("nothing is wrong with the mirrors"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&partial)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| !e.file_name().to_string_lossy().ends_with(".ranges"))
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "partials left behind: {left:?}");
+    let _ = std::process::Command::new("umount").arg(&cache).status();
 }

@@ -31,8 +31,10 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    /// Send the body one byte per this interval.
+    /// Send the body one piece per this interval.
     pub trickle: Option<Duration>,
+    /// The size of each piece (1 when 0).
+    pub piece: usize,
 }
 
 impl Reply {
@@ -122,8 +124,8 @@ fn answer(conn: TcpStream, handler: &Handler) {
             let _ = out.write_all(&reply.body);
         }
         Some(every) => {
-            for b in &reply.body {
-                if out.write_all(&[*b]).is_err() {
+            for piece in reply.body.chunks(reply.piece.max(1)) {
+                if out.write_all(piece).is_err() {
                     return;
                 }
                 std::thread::sleep(every);

@@ -277,6 +277,17 @@ pub async fn fetch_all(
         })
         .collect::<Vec<_>>();
     if let Some(e) = lock(&shared.fatal).take() {
+        if matches!(e, DownloadError::Disk { .. }) {
+            // A full disk: give back what the unfinished blobs hold.
+            for b in shared
+                .blobs
+                .iter()
+                .filter(|b| !b.done.load(Ordering::Acquire))
+            {
+                *lock(&b.file) = None;
+                shared.cache.discard_partial(&b.digest);
+            }
+        }
         return Err(e);
     }
     if shared.remaining.load(Ordering::Acquire) > 0 {
