@@ -594,3 +594,46 @@ fn a_second_apply_within_the_noise_margin_changes_nothing() {
         .collect();
     assert_eq!(engine, [urls["c"].clone()]);
 }
+
+/// Issue 13, item 11: whether dockerd runs is the Engine API's answer, not
+/// a pidfile's. With no pidfile where dmirror is told to look (and then
+/// with one naming another process), apply reaches the dockerd behind the
+/// socket, reloads it and verifies through `/info`.
+#[test]
+fn the_engine_behind_the_socket_is_reached_without_its_pidfile() {
+    if isolate("the_engine_behind_the_socket_is_reached_without_its_pidfile") {
+        return;
+    }
+    let w = world();
+    let config = w.lab.path("daemon.json");
+    std::fs::write(&config, "{}\n").expect("write");
+    let d = Dockerd::start(&w.lab.path("docker"), &config);
+    let dockerd_pid = std::fs::read_to_string(&d.pidfile).expect("pidfile");
+    let missing = w.lab.path("elsewhere/docker.pid");
+    let other = w.lab.path("other.pid");
+    std::fs::write(&other, std::process::id().to_string()).expect("write");
+    for (i, pidfile) in [missing, other].iter().enumerate() {
+        let top = if i == 0 { "1" } else { "2" };
+        let out = apply(&w, &config, pidfile, Some(&d.host()), &["--top", top]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = report(&out);
+        assert_eq!(r["outcome"], "applied", "{r}");
+        let action = r["action"].as_str().unwrap_or_default();
+        assert!(
+            action.contains(&format!("pid {})", dockerd_pid.trim())),
+            "{action}"
+        );
+        let want: Vec<String> = w.good.iter().take(i + 1).cloned().collect();
+        let engine: Vec<String> = d
+            .mirrors()
+            .iter()
+            .map(|m| m.trim_end_matches('/').to_owned())
+            .collect();
+        assert_eq!(engine, want);
+    }
+}

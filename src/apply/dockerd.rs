@@ -111,7 +111,16 @@ impl<C: DaemonControl> Target for Dockerd<C> {
         }
         let action = match self.tell() {
             Ok(how) => how,
-            Err(ControlError::NotRunning(why)) => return Activation::NotRunning(why),
+            // "Not running" is the Engine API's answer, not a pidfile's.
+            Err(ControlError::NotRunning(why)) => match self.engine.info().await {
+                Err(_) => return Activation::NotRunning(why),
+                Ok(_) => {
+                    return Activation::Refused(format!(
+                        "a Docker engine answers at {}, but dmirror cannot tell which process it is ({why}); reload dockerd yourself, or name its pidfile with --dockerd-pidfile",
+                        self.engine.endpoint()
+                    ))
+                }
+            },
             Err(ControlError::Failed(why)) => return Activation::Refused(why),
         };
         match wait_for(&self.engine, want, self.verify_timeout).await {

@@ -61,13 +61,15 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
             }
             let endpoint = Endpoint::from_docker_host(std::env::var("DOCKER_HOST").ok().as_deref())
                 .map_err(|e| Failure::usage(anyhow!(e)))?;
+            let engine = Engine::new(endpoint, Duration::from_secs(5));
             let target = apply::Dockerd {
                 daemon_json: args.daemon_json.clone(),
                 control: HostControl {
                     pidfile: args.dockerd_pidfile.clone(),
                     unit: "docker".into(),
+                    engine_pid: engine.peer_pid().await,
                 },
-                engine: Engine::new(endpoint, Duration::from_secs(5)),
+                engine,
                 restart: args.restart,
                 verify_timeout: args.verify_timeout,
             };
@@ -76,7 +78,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
                 image: probe.image.clone(),
                 probe,
             }];
-            engine(&target, &settings, &jobs, args, &note).await?
+            run_engine(&target, &settings, &jobs, args, &note).await?
         }
         Target::Containerd | Target::Podman => {
             // The default image stands for "none given": each registry
@@ -111,7 +113,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
                     config: apply::containerd::CONFIG.into(),
                     list,
                 };
-                engine(&target, &settings, &jobs, args, &note).await?
+                run_engine(&target, &settings, &jobs, args, &note).await?
             } else {
                 let target = apply::Podman {
                     file: args
@@ -119,7 +121,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
                         .clone()
                         .unwrap_or_else(apply::podman::default_path),
                 };
-                engine(&target, &settings, &jobs, args, &note).await?
+                run_engine(&target, &settings, &jobs, args, &note).await?
             }
         }
     };
@@ -140,7 +142,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
 }
 
 /// Run the engine with the probe of `args`, drawing its progress.
-async fn engine<T: apply::Target>(
+async fn run_engine<T: apply::Target>(
     target: &T,
     settings: &apply::Settings,
     jobs: &[Job],

@@ -28,6 +28,10 @@ pub trait DaemonControl {
 pub struct HostControl {
     pub pidfile: PathBuf,
     pub unit: String,
+    /// The process serving the Engine API's socket, when one answers: the
+    /// dockerd whose `/info` verifies the change, so the one to tell,
+    /// whatever the pidfile says.
+    pub engine_pid: Option<i32>,
 }
 
 impl HostControl {
@@ -39,8 +43,24 @@ impl HostControl {
                 .is_ok_and(|s| s.success())
     }
 
-    /// The pid in the pidfile, if that process is a live dockerd.
+    /// The dockerd to tell: the one behind the Engine API's socket when it
+    /// answers (checked to be dockerd), else the pid in the pidfile.
     fn dockerd_pid(&self) -> Result<i32, ControlError> {
+        let Some(pid) = self.engine_pid else {
+            return self.pidfile_pid();
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() == "dockerd" {
+            return Ok(pid);
+        }
+        Err(ControlError::Failed(format!(
+            "the Engine API answers from pid {pid}, which is {:?}, not dockerd (a proxy in front of it?); reload dockerd yourself",
+            comm.trim()
+        )))
+    }
+
+    /// The pid in the pidfile, if that process is a live dockerd.
+    fn pidfile_pid(&self) -> Result<i32, ControlError> {
         let text = std::fs::read_to_string(&self.pidfile).map_err(|e| {
             ControlError::NotRunning(format!(
                 "no dockerd pid in {} ({e})",
@@ -197,6 +217,7 @@ mod tests {
         let c = HostControl {
             pidfile: pidfile.clone(),
             unit: "docker".into(),
+            engine_pid: None,
         };
         assert!(matches!(c.dockerd_pid(), Err(ControlError::NotRunning(_))));
         std::fs::write(&pidfile, "garbage").unwrap();

@@ -104,6 +104,20 @@ impl Engine {
             .map_err(|e| EngineError::Bad(self.endpoint.clone(), format!("unreadable /info: {e}")))
     }
 
+    /// The pid of the process serving the engine's socket, from the
+    /// socket's peer credentials (`SO_PEERCRED`); `None` for a TCP engine
+    /// or when nothing answers.
+    pub async fn peer_pid(&self) -> Option<i32> {
+        let Endpoint::Unix(p) = &self.endpoint else {
+            return None;
+        };
+        let conn = tokio::time::timeout(self.timeout, tokio::net::UnixStream::connect(p))
+            .await
+            .ok()?
+            .ok()?;
+        conn.peer_cred().ok()?.pid()
+    }
+
     async fn connect(&self) -> std::io::Result<Box<dyn Io>> {
         Ok(match &self.endpoint {
             Endpoint::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await?),
