@@ -299,6 +299,22 @@ fn oci_output_never_writes_through_a_planted_link() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("link"), "{}", stderr(&out));
+
+    // A docker-archive whose name is a planted link: the link is replaced
+    // by the archive, the file it pointed to is untouched.
+    let archive = lab.path("image.tar");
+    std::os::unix::fs::symlink(&victim, &archive).unwrap();
+    let dest = format!("docker-archive:{}", archive.display());
+    let out = run_bounded(
+        dmirror(&lab).args(pull_args(&m, &dest)),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        std::fs::read(&victim).unwrap() == b"precious",
+        "wrote through the archive's link"
+    );
+    assert!(std::fs::symlink_metadata(&archive).unwrap().is_file());
 }
 
 /// Issue 13, item 9: a daemon.json that cannot be read unambiguously (a

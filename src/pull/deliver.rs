@@ -211,6 +211,20 @@ pub async fn write_output(image: &PulledImage, output: &Output) -> anyhow::Resul
                     .parent()
                     .filter(|d| !d.as_os_str().is_empty())
                     .unwrap_or(std::path::Path::new("."));
+                // The archive holds every blob: check the room before writing.
+                let need: u64 = image2.layers.iter().map(|l| l.size).sum::<u64>()
+                    + image2.config.size
+                    + 1024 * 1024;
+                let free = super::free_space(dir)?;
+                if need > free {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::StorageFull,
+                        format!(
+                            "it needs {need} bytes in {}, {free} are free",
+                            dir.display()
+                        ),
+                    ));
+                }
                 let tmp = tempfile::NamedTempFile::new_in(dir)?;
                 let f = super::archive::write(std::io::BufWriter::new(tmp.reopen()?), &image2)?;
                 f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
