@@ -109,7 +109,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__apply)
-            opts="-h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --target --hosts-dir --registries-conf --registry --top --daemon-json --reload --restart --dockerd-pidfile --verify-timeout --margin --dry-run --help --version"
+            opts="-h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --proxy --certs-dir --target --hosts-dir --registries-conf --registry --top --daemon-json --reload --restart --dockerd-pidfile --verify-timeout --margin --dry-run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -140,6 +140,14 @@ _dmirror() {
                     return 0
                     ;;
                 --textfile)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --certs-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -391,7 +399,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__probe)
-            opts="-h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --help --version"
+            opts="-h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --proxy --certs-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -425,6 +433,14 @@ _dmirror() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --certs-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -433,7 +449,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__pull)
-            opts="-h -V --mirrors --platform --output --timeout --connections --json --help --version"
+            opts="-h -V --mirrors --platform --output --timeout --connections --proxy --certs-dir --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -456,6 +472,14 @@ _dmirror() {
                     return 0
                     ;;
                 --connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --certs-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -44,6 +44,8 @@ plain\t'One key=value line per mirror, for logs'
 json\t'JSON for programs'
 prometheus\t'Prometheus text format'"
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l textfile -d 'Also write the results as Prometheus metrics to PATH, atomically (for node_exporter\'s textfile collector)' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l proxy -d 'How to reach the mirrors: `engine` (the Docker engine\'s own proxy, as its /info reports it; direct when it has none or no engine answers), `env` (the shell\'s http_proxy/https_proxy/no_proxy), `none` (direct), or a proxy URL' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l certs-dir -d 'Docker\'s per-host TLS directory: DIR/<host[:port]>/*.crt are extra CAs, *.cert with *.key a client certificate. [default: /etc/docker/certs.d, or ~/.config/docker/certs.d for rootless Docker]' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l json -d 'Print JSON (same as --format json)'
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l no-history -d 'Neither use nor record the probe history: rank on this run alone'
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -58,6 +60,8 @@ plain\t'One key=value line per mirror, for logs'
 json\t'JSON for programs'
 prometheus\t'Prometheus text format'"
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l textfile -d 'Also write the results as Prometheus metrics to PATH, atomically (for node_exporter\'s textfile collector)' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l proxy -d 'How to reach the mirrors: `engine` (the Docker engine\'s own proxy, as its /info reports it; direct when it has none or no engine answers), `env` (the shell\'s http_proxy/https_proxy/no_proxy), `none` (direct), or a proxy URL' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l certs-dir -d 'Docker\'s per-host TLS directory: DIR/<host[:port]>/*.crt are extra CAs, *.cert with *.key a client certificate. [default: /etc/docker/certs.d, or ~/.config/docker/certs.d for rootless Docker]' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l target -d 'What to configure: dockerd\'s daemon.json (Docker Hub mirrors only), containerd\'s hosts.toml files, or registries.conf for podman, skopeo, buildah and CRI-O (both: every registry the mirror list serves)' -r -f -a "docker\t'dockerd: `registry-mirrors` in daemon.json, reloaded and verified'
 containerd\t'containerd (Kubernetes nodes, nerdctl): <hosts-dir>/<registry>/hosts.toml'
 podman\t'podman, skopeo, buildah, CRI-O: containers-registries.conf'"
@@ -81,6 +85,8 @@ complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l platform -d 'Pl
 complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l output -d 'Where the image goes: docker (load into the local engine), oci:DIR (an OCI image layout) or docker-archive:FILE (a file docker load reads)' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l timeout -d 'Time allowed for each mirror\'s health check' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l connections -d 'Connections per mirror' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l proxy -d 'How to reach the mirrors: `engine` (the Docker engine\'s own proxy, as its /info reports it; direct when it has none or no engine answers), `env` (the shell\'s http_proxy/https_proxy/no_proxy), `none` (direct), or a proxy URL' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l certs-dir -d 'Docker\'s per-host TLS directory: DIR/<host[:port]>/*.crt are extra CAs, *.cert with *.key a client certificate. [default: /etc/docker/certs.d, or ~/.config/docker/certs.d for rootless Docker]' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l json -d 'Print a JSON summary instead of text'
 complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s h -l help -d 'Print help'
 complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s V -l version -d 'Print version'

@@ -39,6 +39,23 @@ pub enum Command {
     Completions(CompletionsArgs),
 }
 
+/// The network path and the TLS trust, as the Docker engine has them.
+#[derive(Debug, Args, Clone)]
+pub struct NetArgs {
+    /// How to reach the mirrors: `engine` (the Docker engine's own proxy, as
+    /// its /info reports it; direct when it has none or no engine answers),
+    /// `env` (the shell's http_proxy/https_proxy/no_proxy), `none` (direct),
+    /// or a proxy URL.
+    #[arg(long, value_name = "MODE", default_value = "engine")]
+    pub proxy: String,
+
+    /// Docker's per-host TLS directory: DIR/<host[:port]>/*.crt are extra CAs,
+    /// *.cert with *.key a client certificate. [default: /etc/docker/certs.d,
+    /// or ~/.config/docker/certs.d for rootless Docker]
+    #[arg(long, value_name = "DIR")]
+    pub certs_dir: Option<PathBuf>,
+}
+
 /// Where the mirror list comes from.
 #[derive(Debug, Args, Clone)]
 pub struct MirrorSource {
@@ -89,6 +106,9 @@ pub struct ProbeArgs {
     /// Neither use nor record the probe history: rank on this run alone.
     #[arg(long)]
     pub no_history: bool,
+
+    #[command(flatten)]
+    pub net: NetArgs,
 }
 
 impl ProbeArgs {
@@ -203,6 +223,9 @@ pub struct PullArgs {
     /// Connections per mirror.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub connections: u32,
+
+    #[command(flatten)]
+    pub net: NetArgs,
 
     /// Print a JSON summary instead of text.
     #[arg(long)]

@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod exit;
 pub mod files;
 pub mod history;
+pub mod net;
 pub mod output;
 pub mod probe;
 pub mod pull;

@@ -78,7 +78,9 @@ fn assert_schema(run: &Run) {
         "unreachable",
     ];
     let doc = run.json.as_object().expect("object");
-    assert_eq!(doc.keys().collect::<Vec<_>>(), ["mirrors"]);
+    assert_eq!(doc.keys().collect::<Vec<_>>(), ["mirrors", "network"]);
+    // No engine answers in the lab: the mirrors were reached directly.
+    assert_eq!(run.json["network"], "direct");
     for m in run.json["mirrors"].as_array().expect("array") {
         let o = m.as_object().expect("entry object");
         let mut keys: Vec<_> = o.keys().map(String::as_str).collect();

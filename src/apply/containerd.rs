@@ -24,6 +24,9 @@ pub struct Containerd {
     pub config: PathBuf,
     /// The mirror list, for each registry's upstream `server`.
     pub list: MirrorList,
+    /// Docker's certs.d: a host with CAs or a client certificate there gets
+    /// them as `ca` / `client` in its hosts.toml entry.
+    pub trust: crate::net::Trust,
 }
 
 impl Target for Containerd {
@@ -57,9 +60,17 @@ impl Target for Containerd {
     }
 
     fn merge(&self, text: &str, registry: &str, chosen: &[&Mirror]) -> Result<Merged, ConfError> {
+        let path = |p: &std::path::Path| p.display().to_string();
         let hosts: Vec<Endpoint> = chosen
             .iter()
-            .filter_map(|m| Endpoint::new(m, registry))
+            .filter_map(|m| {
+                let mut e = Endpoint::new(m, registry)?;
+                if let Ok(t) = self.trust.for_url(&m.url) {
+                    e.ca = t.ca_files.iter().map(|f| path(f)).collect();
+                    e.client = t.client.map(|(c, k)| (path(&c), path(&k)));
+                }
+                Some(e)
+            })
             .collect();
         let server = super::upstream_server(registry, self.list.enabled());
         merge(text, registry, &server, &hosts)
@@ -174,6 +185,22 @@ pub fn merge(
         if e.skip_verify {
             t.insert("skip_verify", value(true));
         }
+        // Docker's certs.d for this host, unless the user set their own.
+        if !e.ca.is_empty() && !t.contains_key("ca") {
+            let mut ca = Array::new();
+            for f in &e.ca {
+                ca.push(f.as_str());
+            }
+            t.insert("ca", value(ca));
+        }
+        if let (Some((cert, key)), false) = (&e.client, t.contains_key("client")) {
+            let mut pair = Array::new();
+            pair.push(cert.as_str());
+            pair.push(key.as_str());
+            let mut client = Array::new();
+            client.push(pair);
+            t.insert("client", value(client));
+        }
         t.set_position(base + 1 + i);
         host.insert(&key, Item::Table(t));
     }
@@ -256,7 +283,33 @@ mod tests {
             prefix: prefix.map(Into::into),
             http: root.starts_with("http:"),
             skip_verify: false,
+            ca: Vec::new(),
+            client: None,
         }
+    }
+
+    #[test]
+    fn docker_certs_d_becomes_ca_and_client() {
+        let mut e = ep("https://m.example:8443", None);
+        e.ca = vec!["/etc/docker/certs.d/m.example:8443/ca.crt".into()];
+        e.client = Some((
+            "/etc/docker/certs.d/m.example:8443/client.cert".into(),
+            "/etc/docker/certs.d/m.example:8443/client.key".into(),
+        ));
+        let m = merge("", "docker.io", "https://registry-1.docker.io", &[e]).unwrap();
+        let doc: toml::Table = toml::from_str(&m.text).unwrap();
+        let host = &doc["host"]["https://m.example:8443"];
+        assert_eq!(
+            host["ca"].as_array().unwrap()[0].as_str(),
+            Some("/etc/docker/certs.d/m.example:8443/ca.crt")
+        );
+        assert_eq!(
+            host["client"].as_array().unwrap()[0]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
     }
 
     #[test]

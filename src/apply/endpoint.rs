@@ -20,6 +20,10 @@ pub struct Endpoint {
     pub http: bool,
     /// TLS without certificate verification (`insecure = true` in mirrors.toml).
     pub skip_verify: bool,
+    /// Extra CAs for this host (Docker's certs.d), for containerd's `ca`.
+    pub ca: Vec<String>,
+    /// A client certificate and key for this host, for containerd's `client`.
+    pub client: Option<(String, String)>,
 }
 
 impl Endpoint {
@@ -42,6 +46,8 @@ impl Endpoint {
             prefix,
             http: url.scheme() == "http",
             skip_verify: mirror.insecure && url.scheme() == "https",
+            ca: Vec::new(),
+            client: None,
         })
     }
 }

@@ -235,6 +235,7 @@ pub async fn run<T: Target>(
         // Temporary files a killed run left: no live writer owns one now.
         for path in &paths {
             crate::files::remove_stale_temps(path);
+            crate::files::remove_stale_temps(&backup_path(path));
         }
     }
     // One pass per file, registries merged into it in turn, so that each

@@ -214,6 +214,8 @@ mod tests {
             prefix: prefix.map(Into::into),
             http,
             skip_verify: false,
+            ca: Vec::new(),
+            client: None,
         }
     }
 

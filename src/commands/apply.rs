@@ -44,6 +44,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
     };
     let note = |line: String| say(line);
     let list = load_mirrors(&args.probe.source)?;
+    let network = super::network(&args.probe.net).await?;
     let report = match args.target {
         Target::Docker => {
             if !args.registries.is_empty() {
@@ -51,7 +52,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
                     "--registry is for --target containerd or podman; dockerd's registry-mirrors serve Docker Hub only"
                 )));
             }
-            let probe = probe::settings(&args.probe, &list, one_image(&args.probe)?)?;
+            let probe = probe::settings(&args.probe, &list, one_image(&args.probe)?, &network)?;
             if probe.image.registry != DOCKER_HUB {
                 return Err(Failure::usage(anyhow!(
                     "--image {}: dockerd's registry-mirrors serve Docker Hub only; probe with a Docker Hub image (or use dmirror pull for {})",
@@ -98,7 +99,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
                 .into_iter()
                 .map(|(registry, image)| {
                     Ok(Job {
-                        probe: probe::settings(&args.probe, &list, image.clone())?,
+                        probe: probe::settings(&args.probe, &list, image.clone(), &network)?,
                         registry,
                         image,
                     })
@@ -112,6 +113,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
                         .unwrap_or_else(|| PathBuf::from(apply::containerd::DEFAULT_DIR)),
                     config: apply::containerd::CONFIG.into(),
                     list,
+                    trust: network.trust.clone(),
                 };
                 run_engine(&target, &settings, &jobs, args, &note).await?
             } else {
@@ -130,7 +132,13 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
         write_textfile(path, &output::apply::metrics(&report))?;
     }
     let mut out = std::io::stdout().lock();
-    output::apply::write(&mut out, &report, args.probe.output_format(), table_width())?;
+    output::apply::write(
+        &mut out,
+        &report,
+        args.probe.output_format(),
+        table_width(),
+        &network.route,
+    )?;
     out.flush()?;
     Ok(if report.rolled_back() {
         ExitStatus::RolledBack

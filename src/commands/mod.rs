@@ -52,6 +52,36 @@ pub fn load_mirrors(
     crate::config::MirrorList::load(&source.mirrors, user.as_deref()).map_err(Failure::usage)
 }
 
+/// The route and trust of this run: `--proxy` (the engine's own proxy by
+/// default, asked through its API) and `--certs-dir` (Docker's certs.d).
+pub async fn network(args: &crate::cli::NetArgs) -> Result<crate::net::Network, Failure> {
+    use crate::net::{Network, Route, Trust};
+    let route = match Route::parse_flag(&args.proxy)
+        .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?
+    {
+        Some(r) => r,
+        None => {
+            let endpoint = crate::daemon::engine::Endpoint::from_docker_host(
+                std::env::var("DOCKER_HOST").ok().as_deref(),
+            )
+            .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+            let engine =
+                crate::daemon::engine::Engine::new(endpoint, std::time::Duration::from_secs(3));
+            match engine.info().await {
+                Ok(info) => Route::of_engine(&info.http_proxy, &info.https_proxy, &info.no_proxy),
+                Err(_) => Route::Direct,
+            }
+        }
+    };
+    let trust = match &args.certs_dir {
+        Some(d) => Trust {
+            dirs: vec![d.clone()],
+        },
+        None => Trust::docker_default(),
+    };
+    Ok(Network { route, trust })
+}
+
 /// `--platform`, or this machine's.
 pub fn parse_platform(s: Option<&str>) -> Result<crate::registry::manifest::Platform, Failure> {
     match s {

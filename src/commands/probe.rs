@@ -20,9 +20,11 @@ use crate::reference::Reference;
 const SAMPLE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Turn `probe`'s flags and the mirror files into settings.
-pub fn resolve(args: &ProbeArgs) -> Result<ProbeSettings, Failure> {
+pub async fn resolve(args: &ProbeArgs) -> Result<ProbeSettings, Failure> {
     let list = load_mirrors(&args.source)?;
-    settings(args, &list, one_image(args)?)
+    let image = one_image(args)?;
+    let network = super::network(&args.net).await?;
+    settings(args, &list, image, &network)
 }
 
 /// The one `--image` of a probe of one registry.
@@ -47,6 +49,7 @@ pub fn settings(
     args: &ProbeArgs,
     list: &MirrorList,
     image: Reference,
+    network: &crate::net::Network,
 ) -> Result<ProbeSettings, Failure> {
     Ok(ProbeSettings {
         mirrors: serving(list, &image)?,
@@ -55,6 +58,7 @@ pub fn settings(
         timeout: args.timeout,
         budget: args.budget,
         sample_bytes: SAMPLE_BYTES,
+        network: network.clone(),
     })
 }
 
@@ -105,7 +109,7 @@ pub fn write_textfile(path: &std::path::Path, metrics: &str) -> Result<(), Failu
 }
 
 pub async fn run(args: &ProbeArgs) -> CommandResult {
-    let settings = resolve(args)?;
+    let settings = resolve(args).await?;
     let ranked = probe_ranked(&settings, args).await;
     let results = &ranked.results;
     let metrics = || {
@@ -121,8 +125,11 @@ pub async fn run(args: &ProbeArgs) -> CommandResult {
     }
     let mut out = std::io::stdout().lock();
     match args.output_format() {
-        Format::Json => output::json::write_probe(&mut out, results)?,
-        Format::Table => output::table::write_probe(&mut out, results, table_width())?,
+        Format::Json => output::json::write_probe(&mut out, results, &settings.network.route)?,
+        Format::Table => {
+            output::table::write_probe(&mut out, results, table_width())?;
+            output::table::write_route(&mut out, &settings.network.route)?;
+        }
         Format::Plain => output::plain::write_probe(&mut out, results)?,
         Format::Prometheus => out.write_all(metrics().as_bytes())?,
     }

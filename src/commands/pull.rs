@@ -19,7 +19,7 @@ use crate::pull::deliver::{self, Output};
 use crate::pull::{self, PullEvent, PullSettings};
 use crate::reference::Reference;
 
-fn resolve(args: &PullArgs) -> Result<(PullSettings, Output), Failure> {
+async fn resolve(args: &PullArgs) -> Result<(PullSettings, Output), Failure> {
     let list = load_mirrors(&args.source)?;
     let image: Reference = args.image.parse().map_err(Failure::usage)?;
     let platform = parse_platform(args.platform.as_deref())?;
@@ -41,6 +41,7 @@ fn resolve(args: &PullArgs) -> Result<(PullSettings, Output), Failure> {
             timeout: args.timeout,
             budget: Duration::ZERO,
             sample_bytes: 0,
+            network: super::network(&args.net).await?,
         },
         cache_root,
         per_source: args.connections as usize,
@@ -49,7 +50,7 @@ fn resolve(args: &PullArgs) -> Result<(PullSettings, Output), Failure> {
 }
 
 pub async fn run(args: &PullArgs) -> CommandResult {
-    let (settings, output) = resolve(args)?;
+    let (settings, output) = resolve(args).await?;
     if output == Output::Docker {
         // No engine: say so now, not after the download.
         let endpoint = Endpoint::from_docker_host(std::env::var("DOCKER_HOST").ok().as_deref())
@@ -133,7 +134,12 @@ pub async fn run(args: &PullArgs) -> CommandResult {
             .map_err(failed)?,
     };
     if args.json {
-        output::pull::write_json(&mut std::io::stdout().lock(), &report, &written)?;
+        output::pull::write_json(
+            &mut std::io::stdout().lock(),
+            &report,
+            &written,
+            &settings.probe.network.route,
+        )?;
     } else {
         output::pull::write_summary(&mut std::io::stderr().lock(), &report, &written)?;
     }

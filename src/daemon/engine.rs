@@ -65,6 +65,13 @@ pub struct Info {
     pub live_restore_enabled: bool,
     #[serde(default)]
     pub server_version: String,
+    /// The engine's own proxy (its environment or daemon.json `proxies`).
+    #[serde(default)]
+    pub http_proxy: String,
+    #[serde(default)]
+    pub https_proxy: String,
+    #[serde(default)]
+    pub no_proxy: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

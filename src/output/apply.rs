@@ -18,6 +18,7 @@ pub fn write<W: Write>(
     report: &Report,
     format: Format,
     width: Option<u16>,
+    route: &crate::net::Route,
 ) -> io::Result<()> {
     let docker = report.target == "docker";
     match (format, report.registries.first()) {
@@ -26,6 +27,7 @@ pub fn write<W: Write>(
             let doc = json!({
                 "mirrors": json_out::probe_mirrors(&r.ranked.results),
                 "apply": docker_json(r),
+                "network": route.to_string(),
             });
             serde_json::to_writer_pretty(&mut *out, &doc)?;
             writeln!(out)
@@ -47,12 +49,17 @@ pub fn write<W: Write>(
                     })
                 })
                 .collect();
-            let doc = json!({ "target": report.target, "registries": registries });
+            let doc = json!({
+                "target": report.target,
+                "registries": registries,
+                "network": route.to_string(),
+            });
             serde_json::to_writer_pretty(&mut *out, &doc)?;
             writeln!(out)
         }
         (Format::Table, Some(r)) if docker => {
             table::write_probe(out, &r.ranked.results, width)?;
+            table::write_route(out, route)?;
             docker_table(out, r, width)
         }
         (Format::Table, _) => {
@@ -60,6 +67,7 @@ pub fn write<W: Write>(
                 writeln!(out, "{}: probed with {}", r.registry, r.image)?;
                 table::write_probe(out, &r.ranked.results, width)?;
             }
+            table::write_route(out, route)?;
             runtime_table(out, report, width)
         }
         (Format::Plain, Some(r)) if docker => {

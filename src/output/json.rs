@@ -10,6 +10,8 @@ use crate::probe::{MirrorResult, Status};
 #[derive(Serialize)]
 struct ProbeDoc<'a> {
     mirrors: Vec<ProbeEntry<'a>>,
+    /// How the mirrors were reached: `direct`, or the proxy and whose it is.
+    network: String,
 }
 
 #[derive(Serialize)]
@@ -43,9 +45,14 @@ pub fn probe_mirrors(results: &[MirrorResult]) -> serde_json::Value {
     serde_json::to_value(entries(results)).unwrap_or_default()
 }
 
-pub fn write_probe<W: Write>(out: &mut W, results: &[MirrorResult]) -> io::Result<()> {
+pub fn write_probe<W: Write>(
+    out: &mut W,
+    results: &[MirrorResult],
+    route: &crate::net::Route,
+) -> io::Result<()> {
     let doc = ProbeDoc {
         mirrors: entries(results),
+        network: route.to_string(),
     };
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)

@@ -6,7 +6,12 @@ use super::format_throughput;
 use crate::pull::PullReport;
 
 /// `--json`: what was pulled, from where, and where it went (`written`).
-pub fn write_json<W: Write>(out: &mut W, report: &PullReport, written: &str) -> io::Result<()> {
+pub fn write_json<W: Write>(
+    out: &mut W,
+    report: &PullReport,
+    written: &str,
+    route: &crate::net::Route,
+) -> io::Result<()> {
     let secs = report.elapsed.as_secs_f64().max(1e-3);
     let doc = serde_json::json!({
         "reference": report.image.reference.to_string(),
@@ -16,6 +21,7 @@ pub fn write_json<W: Write>(out: &mut W, report: &PullReport, written: &str) -> 
         "upstream_used": report.used_upstream,
         "sources": report.sources.iter().map(|s| serde_json::json!({"name": s.name, "bytes": s.bytes, "dropped": s.dropped})).collect::<Vec<_>>(),
         "output": written,
+        "network": route.to_string(),
     });
     serde_json::to_writer_pretty(&mut *out, &doc)?;
     writeln!(out)

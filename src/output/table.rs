@@ -52,6 +52,11 @@ pub fn write_probe<W: Write>(
     writeln!(out, "{t}")
 }
 
+/// The line under a probe's table saying how the mirrors were reached.
+pub fn write_route<W: Write>(out: &mut W, route: &crate::net::Route) -> io::Result<()> {
+    writeln!(out, "measured over: {route}")
+}
+
 /// The configured mirror list.
 pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror], width: Option<u16>) -> io::Result<()> {
     let mut t = new_table(

@@ -58,6 +58,8 @@ pub struct ProbeSettings {
     pub budget: Duration,
     /// Bound on the bytes one throughput sample reads.
     pub sample_bytes: u64,
+    /// The route out and the trust, as the Docker engine has them.
+    pub network: crate::net::Network,
 }
 
 /// What the probe learnt of one mirror.
@@ -116,11 +118,23 @@ pub async fn probe(
         total: settings.mirrors.len(),
     });
 
-    let secure = http_client(&options(&settings, false));
-    let insecure = http_client(&options(&settings, true));
-
+    // One client for every host certs.d says nothing about (building one
+    // loads the system's CAs), one of its own for each host it does.
+    let shared = |insecure: bool| {
+        let mut opts = options(&settings, insecure);
+        opts.network.trust = crate::net::Trust::default();
+        let any = settings.mirrors.first().map(|m| m.url.clone());
+        any.map(|u| http_client(&opts, &u))
+    };
+    let (secure, insecure) = (shared(false), shared(true));
     let checks = settings.mirrors.iter().map(|mirror| {
-        let http = if mirror.insecure { &insecure } else { &secure };
+        let http = if settings.network.trust.has_host(&mirror.url) {
+            http_client(&options(&settings, mirror.insecure), &mirror.url)
+        } else {
+            let s = if mirror.insecure { &insecure } else { &secure };
+            s.clone()
+                .unwrap_or_else(|| http_client(&options(&settings, mirror.insecure), &mirror.url))
+        };
         let settings = settings.clone();
         let events = events.clone();
         async move {
@@ -134,7 +148,7 @@ pub async fn probe(
             };
             let healthy = match http {
                 Ok(http) => {
-                    let client = RegistryClient::new(http.clone(), mirror.url.clone(), 5);
+                    let client = RegistryClient::new(http, mirror.url.clone(), 5);
                     health::check(client, &settings, &mut result).await
                 }
                 Err(e) => {
@@ -255,6 +269,7 @@ fn options(settings: &ProbeSettings, insecure: bool) -> ClientOptions {
     ClientOptions {
         insecure,
         connect_timeout: settings.timeout,
+        network: settings.network.clone(),
         ..ClientOptions::default()
     }
 }

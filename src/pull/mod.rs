@@ -141,13 +141,17 @@ pub async fn pull(
 
     let opts = ClientOptions {
         connect_timeout: settings.probe.timeout,
+        network: settings.probe.network.clone(),
         ..ClientOptions::default()
     };
     let make = |m: &Mirror| -> Result<Source, RegistryError> {
-        let http = http_client(&ClientOptions {
-            insecure: m.insecure,
-            ..opts.clone()
-        })?;
+        let http = http_client(
+            &ClientOptions {
+                insecure: m.insecure,
+                ..opts.clone()
+            },
+            &m.url,
+        )?;
         Ok(Source {
             name: m.name.clone(),
             client: RegistryClient::new(http, m.url.clone(), opts.max_redirects),

@@ -26,6 +26,8 @@ pub struct ClientOptions {
     pub connect_timeout: Duration,
     /// Most redirects followed for one request.
     pub max_redirects: usize,
+    /// The route out and the trust (proxy, certs.d).
+    pub network: crate::net::Network,
 }
 
 impl Default for ClientOptions {
@@ -34,24 +36,32 @@ impl Default for ClientOptions {
             insecure: false,
             connect_timeout: Duration::from_secs(5),
             max_redirects: 5,
+            network: crate::net::Network::default(),
         }
     }
 }
 
-/// Builds the shared HTTP client. Redirects are handled by [`RegistryClient`].
-pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client, RegistryError> {
-    reqwest::Client::builder()
+/// Builds the HTTP client for the registry at `base`: the run's route
+/// (proxy or direct), the system's CAs and the bundled ones, plus what
+/// Docker's certs.d holds for `base`'s host. Redirects are handled by
+/// [`RegistryClient`].
+pub fn http_client(opts: &ClientOptions, base: &Url) -> Result<reqwest::Client, RegistryError> {
+    let broken = |m: String| RegistryError::new(ErrorKind::Unreachable, m);
+    let mut b = reqwest::Client::builder()
         .user_agent(concat!("dmirror/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(opts.connect_timeout)
-        .danger_accept_invalid_certs(opts.insecure)
-        .build()
-        .map_err(|e| {
-            RegistryError::new(
-                ErrorKind::Unreachable,
-                format!("cannot build HTTP client: {e}"),
-            )
-        })
+        .danger_accept_invalid_certs(opts.insecure);
+    b = opts.network.route.configure(b).map_err(broken)?;
+    let host = opts.network.trust.for_url(base).map_err(broken)?;
+    for root in host.roots {
+        b = b.add_root_certificate(root);
+    }
+    if let Some(id) = host.identity {
+        b = b.identity(id);
+    }
+    b.build()
+        .map_err(|e| broken(format!("cannot build HTTP client: {e}")))
 }
 
 /// The answer to `GET /v2/`.

@@ -80,12 +80,18 @@ impl Dockerd {
     /// Start dockerd reading `config` (which must exist), and wait until its
     /// API answers.
     pub fn start(dir: &Path, config: &Path) -> Dockerd {
+        Self::start_with_env(dir, config, &[])
+    }
+
+    /// `start`, with `env` in dockerd's environment (its proxy, say).
+    pub fn start_with_env(dir: &Path, config: &Path, env: &[(&str, &str)]) -> Dockerd {
         let bin = super::require("dockerd", "docker.io");
         std::fs::create_dir_all(dir).expect("mkdir");
         let socket = dir.join("docker.sock");
         let pidfile = dir.join("docker.pid");
         let log = dir.join("dockerd.log");
         let child = Command::new(bin)
+            .envs(env.iter().copied())
             .args(["--iptables=false", "--ip-masq=false", "--bridge=none"])
             .arg("--config-file")
             .arg(config)

@@ -412,7 +412,6 @@ impl Lab {
 
     /// Start one nginx serving every front; returns each front's URL by name.
     pub fn nginx(&mut self, fronts: &[(&str, Front)]) -> HashMap<String, String> {
-        let bin = require("nginx", "nginx-light");
         let prefix = self.path(&format!("nginx-{}", self.children.len()));
         std::fs::create_dir_all(prefix.join("logs")).expect("mkdir");
         let mut servers = String::new();
@@ -424,6 +423,19 @@ impl Lab {
             urls.insert(name.to_string(), format!("http://127.0.0.1:{port}"));
             servers.push_str(&server_block(port, front, &mut ports));
         }
+        self.start_nginx(&prefix, &servers, &ports);
+        urls
+    }
+
+    /// Start one nginx with `servers` (server blocks) listening on `ports`.
+    pub fn nginx_raw(&mut self, servers: &str, ports: &[u16]) {
+        let prefix = self.path(&format!("nginx-{}", self.children.len()));
+        std::fs::create_dir_all(prefix.join("logs")).expect("mkdir");
+        self.start_nginx(&prefix, servers, ports);
+    }
+
+    fn start_nginx(&mut self, prefix: &Path, servers: &str, ports: &[u16]) {
+        let bin = require("nginx", "nginx-light");
         let conf = prefix.join("nginx.conf");
         let text = format!(
             "user root;\nworker_processes 1;\npid {pid};\nerror_log {log} warn;\nevents {{ worker_connections 512; }}\nhttp {{\n  access_log off;\n  client_max_body_size 0;\n  proxy_http_version 1.1;\n{servers}}}\n",
@@ -433,7 +445,7 @@ impl Lab {
         std::fs::write(&conf, text).expect("write nginx.conf");
         let mut child = Command::new(bin)
             .arg("-p")
-            .arg(&prefix)
+            .arg(prefix)
             .arg("-c")
             .arg(&conf)
             .args(["-g", "daemon off;"])
@@ -442,11 +454,16 @@ impl Lab {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start nginx");
-        for port in &ports {
+        for port in ports {
             wait_for_port(*port, "nginx", &mut child);
         }
         self.children.push(("nginx".into(), child));
-        urls
+    }
+
+    /// Keep `child` running until the lab is dropped, once `port` answers.
+    pub fn adopt(&mut self, name: &str, mut child: Child, port: u16) {
+        wait_for_port(port, name, &mut child);
+        self.children.push((name.to_owned(), child));
     }
 
     /// Write a mirrors.toml for `entries` of (name, url, extra TOML lines).

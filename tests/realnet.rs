@@ -1,0 +1,312 @@
+//! The network as the user's Docker engine has it (issue 14): the engine's
+//! own proxy (a real tinyproxy, configured as a real dockerd's), not the
+//! shell's; TLS trust as Docker has it (the system store, Docker's certs.d
+//! CAs and client certificates, behind real nginx TLS fronts with private
+//! CAs made by openssl).
+
+mod lab;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use lab::dockerd::{isolate, Dockerd};
+use lab::{dmirror, free_port, require, Image, Lab};
+
+const REPO: &str = "library/small";
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn probe(lab: &Lab, mirrors: &Path, extra: &[&str], env: &[(&str, String)]) -> serde_json::Value {
+    let out = dmirror(lab)
+        .args([
+            "probe",
+            "--json",
+            "--no-history",
+            "--image",
+            REPO,
+            "--timeout",
+            "3s",
+            "--budget",
+            "1s",
+        ])
+        .arg("--mirrors")
+        .arg(mirrors)
+        .args(extra)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run dmirror");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stderr(&out)))
+}
+
+fn status<'a>(doc: &'a serde_json::Value, name: &str) -> &'a str {
+    doc["mirrors"]
+        .as_array()
+        .expect("mirrors")
+        .iter()
+        .find(|m| m["name"] == name)
+        .and_then(|m| m["status"].as_str())
+        .unwrap_or("missing")
+}
+
+/// A tinyproxy on loopback; its log file.
+fn tinyproxy(lab: &mut Lab) -> (u16, PathBuf) {
+    let bin = require("tinyproxy", "tinyproxy");
+    let port = free_port();
+    let log = lab.path("tinyproxy.log");
+    let conf = lab.path("tinyproxy.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 30\nLogFile \"{}\"\nLogLevel Connect\nMaxClients 50\nAllow 127.0.0.1\nDisableViaHeader Yes\n",
+            log.display()
+        ),
+    )
+    .expect("write tinyproxy.conf");
+    let child = Command::new(bin)
+        .args(["-d", "-c"])
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start tinyproxy");
+    lab.adopt("tinyproxy", child, port);
+    (port, log)
+}
+
+/// Issue 14, item 1: probe goes the engine's way. With a real dockerd whose
+/// proxy is a real tinyproxy, the mirror is reached through that proxy,
+/// whatever the shell says (a dead http_proxy must not matter), and the
+/// output says so; the shell's proxy is used only with --proxy env.
+#[test]
+fn the_engines_proxy_not_the_shells() {
+    if isolate("the_engines_proxy_not_the_shells") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    origin.push(
+        REPO,
+        "latest",
+        &Image::synthetic(60, "amd64", &[256 * 1024]),
+    );
+    let (proxy_port, proxy_log) = tinyproxy(&mut lab);
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let config = lab.path("daemon.json");
+    std::fs::write(&config, "{}\n").expect("write");
+    let d = Dockerd::start_with_env(
+        &lab.path("docker"),
+        &config,
+        &[("HTTP_PROXY", &proxy), ("HTTPS_PROXY", &proxy)],
+    );
+    let m = lab.mirrors_toml("m.toml", &[("mirror", origin.url(), "")]);
+    let dead = format!("http://127.0.0.1:{}", lab.refused_port());
+    let shell = [
+        ("DOCKER_HOST", d.host()),
+        ("http_proxy", dead.clone()),
+        ("HTTP_PROXY", dead.clone()),
+        ("https_proxy", dead.clone()),
+    ];
+
+    let doc = probe(&lab, &m, &[], &shell);
+    assert_eq!(status(&doc, "mirror"), "ok", "{doc}");
+    let network = doc["network"].as_str().unwrap_or_default();
+    assert!(
+        network.contains(&proxy) && network.contains("Docker engine"),
+        "{network}"
+    );
+    let log = std::fs::read_to_string(&proxy_log).unwrap_or_default();
+    let origin_port = origin
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        log.contains(&origin_port),
+        "tinyproxy saw no request for the mirror:\n{log}"
+    );
+
+    // The shell's proxy only when asked: here it is dead.
+    let doc = probe(&lab, &m, &["--proxy", "env"], &shell);
+    assert_eq!(status(&doc, "mirror"), "unreachable", "{doc}");
+    // Direct when asked.
+    let doc = probe(&lab, &m, &["--proxy", "none"], &shell);
+    assert_eq!(status(&doc, "mirror"), "ok", "{doc}");
+    assert_eq!(doc["network"], "direct");
+}
+
+fn openssl(args: &[&str], dir: &Path) {
+    let out = Command::new(require("openssl", "openssl"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+}
+
+/// A CA `name` in `dir`: name.key, name.crt.
+fn ca(dir: &Path, name: &str) {
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.crt"),
+        ],
+        dir,
+    );
+}
+
+/// A certificate `name` signed by `ca`, for 127.0.0.1 (server) or a client.
+fn leaf(dir: &Path, ca: &str, name: &str) {
+    openssl(
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ],
+        dir,
+    );
+    std::fs::write(
+        dir.join(format!("{name}.ext")),
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth,clientAuth\n",
+    )
+    .expect("ext");
+    openssl(
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.crt"),
+            "-CAkey",
+            &format!("{ca}.key"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.crt"),
+        ],
+        dir,
+    );
+}
+
+/// Issue 14, item 2: trust what Docker trusts. Three TLS fronts of one
+/// registry: one whose CA is in the system store (SSL_CERT_FILE), one whose
+/// CA is only in certs.d, one that demands a client certificate (certs.d's
+/// client.cert/client.key). With Docker's certs.d all three are ok; without
+/// it only the first.
+#[test]
+fn tls_trust_as_docker_has_it() {
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    origin.push(
+        REPO,
+        "latest",
+        &Image::synthetic(61, "amd64", &[128 * 1024]),
+    );
+    let pki = lab.path("pki");
+    std::fs::create_dir_all(&pki).expect("mkdir");
+    for c in ["system-ca", "private-ca", "client-ca"] {
+        ca(&pki, c);
+    }
+    leaf(&pki, "system-ca", "system-server");
+    leaf(&pki, "private-ca", "private-server");
+    leaf(&pki, "client-ca", "client");
+    let upstream = origin
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let ports = [free_port(), free_port(), free_port()];
+    let server = |port: u16, cert: &str, client_ca: Option<&str>| {
+        let verify = client_ca
+            .map(|c| {
+                format!(
+                    "    ssl_client_certificate {};\n    ssl_verify_client on;\n",
+                    pki.join(format!("{c}.crt")).display()
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "  server {{\n    listen 127.0.0.1:{port} ssl;\n    ssl_certificate {crt};\n    ssl_certificate_key {key};\n{verify}    location / {{\n      proxy_pass http://127.0.0.1:{upstream};\n      proxy_set_header Host $host:$server_port;\n    }}\n  }}\n",
+            crt = pki.join(format!("{cert}.crt")).display(),
+            key = pki.join(format!("{cert}.key")).display(),
+        )
+    };
+    let servers = server(ports[0], "system-server", None)
+        + &server(ports[1], "private-server", None)
+        + &server(ports[2], "private-server", Some("client-ca"));
+    lab.nginx_raw(&servers, &ports);
+
+    let certs = lab.path("certs.d");
+    for (i, port) in ports.iter().enumerate().skip(1) {
+        let dir = certs.join(format!("127.0.0.1:{port}"));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::copy(pki.join("private-ca.crt"), dir.join("ca.crt")).expect("ca");
+        if i == 2 {
+            std::fs::copy(pki.join("client.crt"), dir.join("client.cert")).expect("cert");
+            std::fs::copy(pki.join("client.key"), dir.join("client.key")).expect("key");
+        }
+    }
+    let m = lab.mirrors_toml(
+        "m.toml",
+        &[
+            ("system", format!("https://127.0.0.1:{}", ports[0]), ""),
+            ("private", format!("https://127.0.0.1:{}", ports[1]), ""),
+            ("mtls", format!("https://127.0.0.1:{}", ports[2]), ""),
+        ],
+    );
+    let system_store = [(
+        "SSL_CERT_FILE",
+        pki.join("system-ca.crt").display().to_string(),
+    )];
+    let with = probe(
+        &lab,
+        &m,
+        &["--certs-dir", certs.to_str().unwrap()],
+        &system_store,
+    );
+    for name in ["system", "private", "mtls"] {
+        assert_eq!(status(&with, name), "ok", "{name}: {with}");
+    }
+    let empty = lab.path("empty-certs.d");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let without = probe(
+        &lab,
+        &m,
+        &["--certs-dir", empty.to_str().unwrap()],
+        &system_store,
+    );
+    assert_eq!(status(&without, "system"), "ok", "{without}");
+    assert_eq!(status(&without, "private"), "unreachable", "{without}");
+    assert_ne!(status(&without, "mtls"), "ok", "{without}");
+}
