@@ -561,13 +561,17 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__schedule__subcmd__install)
-            opts="-h -V --at --cron --dry-run --unit-dir --cron-dir --help --version"
+            opts="-h -V --at --cron --dry-run --binary --unit-dir --cron-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --binary)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -277,6 +277,12 @@ pub struct ScheduleInstallArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// The dmirror binary the job runs. Default: this one, unless it lives
+    /// in a build or temporary directory (install it first: cargo install
+    /// --locked --path . --root /usr/local).
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+
     #[command(flatten)]
     pub places: SchedulePlaces,
 

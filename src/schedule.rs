@@ -59,6 +59,32 @@ pub struct Job {
     pub config_home: Option<PathBuf>,
 }
 
+/// Why `exe` should not be what a nightly job runs: it lives in a cargo
+/// build directory or a temporary one, and will be rebuilt, cleaned or
+/// deleted under the job.
+pub fn transient(exe: &Path) -> Option<&'static str> {
+    let text = exe.to_string_lossy();
+    let parts: Vec<&str> = text.split('/').collect();
+    let built = parts
+        .windows(2)
+        .any(|w| w[0] == "target" && matches!(w[1], "debug" | "release"))
+        || parts.iter().any(|p| *p == "deps");
+    if built {
+        return Some("a cargo build directory");
+    }
+    let temp = std::env::temp_dir();
+    let temps = [
+        temp.as_path(),
+        Path::new("/tmp"),
+        Path::new("/var/tmp"),
+        Path::new("/dev/shm"),
+    ];
+    temps
+        .iter()
+        .any(|t| exe.starts_with(t))
+        .then_some("a temporary directory")
+}
+
 impl Job {
     /// Refuse what no unit file or cron line can carry safely: a control
     /// character (a newline would start a new directive or job line).
@@ -373,6 +399,15 @@ mod tests {
             args: args.iter().map(|s| s.to_string()).collect(),
             config_home: Some("/root/.config".into()),
         }
+    }
+
+    #[test]
+    fn built_and_temporary_binaries_are_transient() {
+        assert!(transient(Path::new("/home/u/dmirror/target/release/dmirror")).is_some());
+        assert!(transient(Path::new("/home/u/dmirror/target/debug/deps/dmirror-1f2e")).is_some());
+        assert!(transient(Path::new("/tmp/x/dmirror")).is_some());
+        assert!(transient(Path::new("/usr/local/bin/dmirror")).is_none());
+        assert!(transient(Path::new("/root/.cargo/bin/dmirror")).is_none());
     }
 
     #[test]

@@ -342,6 +342,10 @@ fn schedule_installs_verified_units_or_a_cron_entry_and_removes_them() {
     std::fs::create_dir_all(&cron).expect("dir");
     let places = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if extra.first() == Some(&"install") {
+            // The test binary lives in target/: name it, as an installed one.
+            v.extend(["--binary".into(), env!("CARGO_BIN_EXE_dmirror").into()]);
+        }
         v.extend([
             "--unit-dir".into(),
             units.display().to_string(),
@@ -420,6 +424,18 @@ fn schedule_installs_verified_units_or_a_cron_entry_and_removes_them() {
         stderr(&out)
     );
 
+    // A binary in a build directory is refused unless named: the job would
+    // run whatever the next build leaves there, or nothing.
+    let mut built = vec!["install".to_string()];
+    built.extend(places(&["--dry-run"]));
+    let out = sched(built);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cargo install --locked"),
+        "{}",
+        stderr(&out)
+    );
+
     // Bad input: exit 2, nothing written.
     let out = sched(places(&["install", "--at", "25:00"]));
     assert_eq!(out.status.code(), Some(2));
@@ -447,7 +463,12 @@ fn schedule_options_cannot_inject_into_units_or_cron() {
     let sched = |kind: &[&str], extra: &[&str], config_home: &str| {
         dmirror(&lab)
             .env("XDG_CONFIG_HOME", config_home)
-            .args(["schedule", "install"])
+            .args([
+                "schedule",
+                "install",
+                "--binary",
+                env!("CARGO_BIN_EXE_dmirror"),
+            ])
             .args(kind)
             .args([
                 "--unit-dir",
