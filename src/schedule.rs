@@ -68,7 +68,7 @@ pub fn transient(exe: &Path) -> Option<&'static str> {
     let built = parts
         .windows(2)
         .any(|w| w[0] == "target" && matches!(w[1], "debug" | "release"))
-        || parts.iter().any(|p| *p == "deps");
+        || parts.contains(&"deps");
     if built {
         return Some("a cargo build directory");
     }
