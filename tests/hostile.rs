@@ -42,8 +42,17 @@ fn registry(
     content: Content,
     tweak: impl Fn(&Request) -> Option<Reply> + Send + Sync + 'static,
 ) -> String {
+    registry_on("127.0.0.1", content, tweak)
+}
+
+/// `registry` on another loopback address (`::1`).
+fn registry_on(
+    addr: &str,
+    content: Content,
+    tweak: impl Fn(&Request) -> Option<Reply> + Send + Sync + 'static,
+) -> String {
     let content = Arc::new(content);
-    hostile::serve(move |req| {
+    hostile::serve_on(addr, move |req| {
         if let Some(r) = tweak(req) {
             return r;
         }
@@ -733,4 +742,86 @@ fn a_full_disk_is_the_disks_fault() {
         .collect();
     assert!(left.is_empty(), "partials left behind: {left:?}");
     let _ = std::process::Command::new("umount").arg(&cache).status();
+}
+
+/// Issue 14, item 7: IPv6 mirror URLs work in probe, pull and the apply
+/// targets' files.
+#[test]
+fn ipv6_mirrors_work() {
+    let lab = Lab::new();
+    let image = Image::synthetic(42, "amd64", &[2048]);
+    let url = registry_on("::1", Content::of(&image), |_| None);
+    assert!(url.starts_with("http://[::1]:"), "{url}");
+    let m = lab.mirrors_toml("m.toml", &[("v6", url.clone(), "")]);
+    let out = run_bounded(
+        dmirror(&lab).args([
+            "probe",
+            "--json",
+            "--no-history",
+            "--image",
+            REPO,
+            "--mirrors",
+            m.to_str().unwrap(),
+        ]),
+        Duration::from_secs(30),
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["mirrors"][0]["status"], "ok", "{doc}");
+
+    let dir = lab.path("out");
+    let dest = format!("oci:{}", dir.display());
+    let out = run_bounded(
+        dmirror(&lab).args(pull_args(&m, &dest)),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let conf = lab.path("registries.conf");
+    let out = run_bounded(
+        dmirror(&lab).args([
+            "apply",
+            "--target",
+            "podman",
+            "--json",
+            "--no-history",
+            "--image",
+            REPO,
+            "--mirrors",
+            m.to_str().unwrap(),
+            "--registries-conf",
+            conf.to_str().unwrap(),
+        ]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&conf).unwrap();
+    let authority = url.trim_start_matches("http://");
+    assert!(
+        text.contains(&format!("location = \"{authority}\"")),
+        "{text}"
+    );
+    let daemon_json = lab.path("daemon.json");
+    let out = run_bounded(
+        dmirror(&lab)
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", lab.path("no.sock").display()),
+            )
+            .args([
+                "apply",
+                "--json",
+                "--no-history",
+                "--image",
+                REPO,
+                "--mirrors",
+                m.to_str().unwrap(),
+            ])
+            .args(["--daemon-json", daemon_json.to_str().unwrap()])
+            .args(["--dockerd-pidfile", lab.path("no.pid").to_str().unwrap()]),
+        Duration::from_secs(30),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let written: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&daemon_json).unwrap()).unwrap();
+    assert_eq!(written["registry-mirrors"][0], url.as_str());
 }

@@ -56,8 +56,18 @@ type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
 
 /// Start serving; the URL of the server (`http://127.0.0.1:PORT`).
 pub fn serve(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    serve_on("127.0.0.1", handler)
+}
+
+/// `serve` on another loopback address (`::1` for IPv6).
+pub fn serve_on(addr: &str, handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> String {
+    let listener = TcpListener::bind((addr, 0)).expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let host = if addr.contains(':') {
+        format!("[{addr}]")
+    } else {
+        addr.to_owned()
+    };
     let handler: Arc<Handler> = Arc::new(handler);
     std::thread::spawn(move || {
         for conn in listener.incoming().take(100_000) {
@@ -66,7 +76,7 @@ pub fn serve(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Str
             std::thread::spawn(move || answer(conn, &*handler));
         }
     });
-    format!("http://127.0.0.1:{port}")
+    format!("http://{host}:{port}")
 }
 
 fn answer(conn: TcpStream, handler: &Handler) {
