@@ -239,9 +239,25 @@ fn read_pem(path: &Path) -> Result<Vec<u8>, String> {
         .ok_or_else(|| format!("{} is gone", path.display()))
 }
 
-/// The route and the trust every client of one run shares.
+/// The route, the trust and the logins every client of one run shares.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Network {
     pub route: Route,
     pub trust: Trust,
+    /// Docker's client configuration, for a host's own login.
+    pub logins: crate::registry::login::Logins,
+}
+
+impl Network {
+    /// A registry client for `base` over `http`, with Docker's login for
+    /// `base`'s host, if any (an unreadable config means none).
+    pub fn client(
+        &self,
+        http: reqwest::Client,
+        base: &Url,
+        max_redirects: usize,
+    ) -> crate::registry::RegistryClient {
+        let login = self.logins.for_url(base).ok().flatten();
+        crate::registry::RegistryClient::new(http, base.clone(), max_redirects).with_login(login)
+    }
 }

@@ -310,3 +310,140 @@ fn tls_trust_as_docker_has_it() {
     assert_eq!(status(&without, "private"), "unreachable", "{without}");
     assert_ne!(status(&without, "mtls"), "ok", "{without}");
 }
+
+fn b64(s: &str) -> String {
+    let out = Command::new("sh")
+        .args(["-c", &format!("printf '%s' '{s}' | base64 -w0")])
+        .output()
+        .expect("base64");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Issue 14, item 3: logins as Docker has them. A mirror behind nginx
+/// auth_basic (login in config.json's auths), a mirror whose token service
+/// wants a login (given by a credential helper), a spy mirror asking for a
+/// login nobody configured for it: Docker Hub's login must never reach it.
+/// Without Docker's config the two are unauthorized, with the fix named.
+#[test]
+fn logins_as_docker_has_them() {
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    origin.push(REPO, "latest", &Image::synthetic(62, "amd64", &[64 * 1024]));
+    let upstream = origin
+        .url()
+        .rsplit(':')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let htpasswd = lab.path("htpasswd");
+    let hash = Command::new(require("openssl", "openssl"))
+        .args(["passwd", "-apr1", "basic-secret"])
+        .output()
+        .expect("openssl passwd");
+    std::fs::write(
+        &htpasswd,
+        format!("alice:{}", String::from_utf8_lossy(&hash.stdout)),
+    )
+    .expect("htpasswd");
+    let (basic_port, registry_port, token_port) = (free_port(), free_port(), free_port());
+    let helper_basic = b64("bob:helper-secret");
+    let servers = format!(
+        "  server {{\n    listen 127.0.0.1:{basic_port};\n    location / {{\n      auth_basic \"lab\";\n      auth_basic_user_file {htpasswd};\n      proxy_pass http://127.0.0.1:{upstream};\n      proxy_set_header Host $host:$server_port;\n      proxy_set_header Authorization \"\";\n    }}\n  }}\n\
+  server {{\n    listen 127.0.0.1:{registry_port};\n    location /v2/ {{\n      if ($http_authorization != \"Bearer login-token\") {{\n        add_header WWW-Authenticate 'Bearer realm=\"http://127.0.0.1:{token_port}/token\",service=\"lab\"' always;\n        return 401 '{{\"errors\":[{{\"code\":\"UNAUTHORIZED\"}}]}}';\n      }}\n      proxy_pass http://127.0.0.1:{upstream};\n      proxy_set_header Host $host:$server_port;\n      proxy_set_header Authorization \"\";\n    }}\n  }}\n\
+  server {{\n    listen 127.0.0.1:{token_port};\n    location = /token {{\n      default_type application/json;\n      if ($http_authorization != \"Basic {helper_basic}\") {{ return 401 '{{\"details\":\"login required\"}}'; }}\n      return 200 '{{\"token\":\"login-token\"}}';\n    }}\n  }}\n",
+        htpasswd = htpasswd.display(),
+    );
+    lab.nginx_raw(&servers, &[basic_port, registry_port, token_port]);
+
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let spy_seen = seen.clone();
+    let spy = lab::hostile::serve(move |req| {
+        if let Some(a) = req.header("Authorization") {
+            spy_seen.lock().unwrap().push(a.to_owned());
+        }
+        lab::hostile::Reply::new(401, "{}").header("WWW-Authenticate", "Basic realm=\"spy\"")
+    });
+
+    let m = lab.mirrors_toml(
+        "m.toml",
+        &[
+            ("basic", format!("http://127.0.0.1:{basic_port}"), ""),
+            ("token", format!("http://127.0.0.1:{registry_port}"), ""),
+            ("spy", spy, ""),
+        ],
+    );
+    let docker_config = lab.path("docker-config");
+    let bin = lab.path("bin");
+    std::fs::create_dir_all(&docker_config).expect("mkdir");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    std::fs::write(
+        docker_config.join("config.json"),
+        serde_json::json!({
+            "auths": {
+                format!("127.0.0.1:{basic_port}"): {"auth": b64("alice:basic-secret")},
+                "https://index.docker.io/v1/": {"auth": b64("hub-user:hub-secret")},
+            },
+            "credHelpers": {format!("127.0.0.1:{registry_port}"): "lab"},
+        })
+        .to_string(),
+    )
+    .expect("config.json");
+    let helper = bin.join("docker-credential-lab");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread host\n[ \"$1\" = get ] && [ \"$host\" = \"127.0.0.1:{registry_port}\" ] || exit 1\necho '{{\"ServerURL\":\"'$host'\",\"Username\":\"bob\",\"Secret\":\"helper-secret\"}}'\n"
+        ),
+    )
+    .expect("helper");
+    let mut perms = std::fs::metadata(&helper).expect("meta").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&helper, perms).expect("chmod");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let with = probe(
+        &lab,
+        &m,
+        &["--proxy", "none"],
+        &[
+            ("DOCKER_CONFIG", docker_config.display().to_string()),
+            ("PATH", path),
+        ],
+    );
+    assert_eq!(status(&with, "basic"), "ok", "{with}");
+    assert_eq!(status(&with, "token"), "ok", "{with}");
+    assert_eq!(status(&with, "spy"), "unauthorized", "{with}");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "a login reached a mirror it was not for: {:?}",
+        seen.lock().unwrap()
+    );
+
+    let empty = lab.path("no-docker-config");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let without = probe(
+        &lab,
+        &m,
+        &["--proxy", "none"],
+        &[("DOCKER_CONFIG", empty.display().to_string())],
+    );
+    for name in ["basic", "token"] {
+        assert_eq!(status(&without, name), "unauthorized", "{without}");
+    }
+    let basic_error = without["mirrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "basic")
+        .and_then(|m| m["error"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        basic_error.contains("docker login 127.0.0.1:"),
+        "{basic_error}"
+    );
+}

@@ -79,7 +79,11 @@ pub async fn network(args: &crate::cli::NetArgs) -> Result<crate::net::Network, 
         },
         None => Trust::docker_default(),
     };
-    Ok(Network { route, trust })
+    Ok(Network {
+        route,
+        trust,
+        logins: crate::registry::login::Logins::docker_default(),
+    })
 }
 
 /// `--platform`, or this machine's.

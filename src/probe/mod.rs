@@ -148,7 +148,7 @@ pub async fn probe(
             };
             let healthy = match http {
                 Ok(http) => {
-                    let client = RegistryClient::new(http, mirror.url.clone(), 5);
+                    let client = settings.network.client(http, &mirror.url, 5);
                     health::check(client, &settings, &mut result).await
                 }
                 Err(e) => {

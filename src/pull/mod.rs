@@ -154,7 +154,10 @@ pub async fn pull(
         )?;
         Ok(Source {
             name: m.name.clone(),
-            client: RegistryClient::new(http, m.url.clone(), opts.max_redirects),
+            client: settings
+                .probe
+                .network
+                .client(http, &m.url, opts.max_redirects),
             repo: m
                 .repository_for(&image)
                 .unwrap_or_else(|| image.repository.clone()),

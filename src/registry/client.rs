@@ -89,6 +89,10 @@ pub struct RegistryClient {
     challenge: Mutex<Option<Challenge>>,
     /// Bearer tokens by repository.
     tokens: Mutex<HashMap<String, String>>,
+    /// Docker's login for this host (and this host only).
+    login: Option<super::login::Login>,
+    /// The registry asked for HTTP Basic: send the login with every request.
+    basic: std::sync::atomic::AtomicBool,
 }
 
 impl RegistryClient {
@@ -99,7 +103,48 @@ impl RegistryClient {
             max_redirects,
             challenge: Mutex::new(None),
             tokens: Mutex::new(HashMap::new()),
+            login: None,
+            basic: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Use `login` (Docker's, for this client's host) where the registry
+    /// asks for one: HTTP Basic, or the token service on the same host.
+    pub fn with_login(mut self, login: Option<super::login::Login>) -> Self {
+        self.login = login;
+        self
+    }
+
+    /// What to tell a registry that wants a login we do not have (or
+    /// refused the one we had).
+    fn login_hint(&self) -> String {
+        let host = self.base.host_str().unwrap_or("the mirror");
+        let host = match self.base.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        };
+        if self.login.is_some() {
+            format!("the login for {host} in Docker's config was refused; run docker login {host} again")
+        } else {
+            format!(
+                "run docker login {host} (dmirror uses Docker's logins), or pick another mirror"
+            )
+        }
+    }
+
+    /// The Authorization header for a request about `repo`: its token, or
+    /// the Basic login once the registry asked for one.
+    fn auth_for(&self, repo: &str) -> Option<String> {
+        if let Some(t) = self.token_for(repo) {
+            return Some(format!("Bearer {t}"));
+        }
+        if self.basic.load(std::sync::atomic::Ordering::Relaxed) {
+            return self
+                .login
+                .as_ref()
+                .and_then(super::login::Login::basic_header);
+        }
+        None
     }
 
     pub fn base(&self) -> &Url {
@@ -165,14 +210,32 @@ impl RegistryClient {
                         *lock(&self.challenge) = Some(c);
                         Ok(())
                     }
-                    Some(Challenge::Basic { realm }) => Err(RegistryError::new(
-                        ErrorKind::Unauthorized,
-                        format!(
-                            "needs a login (HTTP Basic{}); add credentials with docker login or pick another mirror",
-                            realm.map(|r| format!(", realm {r:?}")).unwrap_or_default()
-                        ),
+                    Some(Challenge::Basic { realm }) => {
+                        let basic = self
+                            .login
+                            .as_ref()
+                            .and_then(super::login::Login::basic_header);
+                        if let Some(header) = basic {
+                            let again = self.send(&url, HeaderMap::new(), Some(header)).await?;
+                            if again.status() == StatusCode::OK {
+                                self.basic.store(true, std::sync::atomic::Ordering::Relaxed);
+                                return Ok(());
+                            }
+                        }
+                        Err(RegistryError::new(
+                            ErrorKind::Unauthorized,
+                            format!(
+                                "needs a login (HTTP Basic{}); {}",
+                                realm.map(|r| format!(", realm {r:?}")).unwrap_or_default(),
+                                self.login_hint()
+                            ),
+                        ))
+                    }
+                    _ => Err(RegistryError::from_status(
+                        401,
+                        url.as_str(),
+                        error_text(&body),
                     )),
-                    _ => Err(RegistryError::from_status(401, url.as_str(), error_text(&body))),
                 }
             }
             StatusCode::NOT_FOUND => {
@@ -271,9 +334,7 @@ impl RegistryClient {
         if let (None, Some(c)) = (self.token_for(repo), known) {
             self.fetch_token(&c, repo).await?;
         }
-        let resp = self
-            .send(url, headers.clone(), self.token_for(repo))
-            .await?;
+        let resp = self.send(url, headers.clone(), self.auth_for(repo)).await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return self.ensure_success(resp, url).await;
         }
@@ -282,15 +343,28 @@ impl RegistryClient {
             return self.ensure_success(resp, url).await;
         };
         if let Challenge::Basic { .. } = challenge {
+            let basic = self
+                .login
+                .as_ref()
+                .and_then(super::login::Login::basic_header);
+            if let (Some(header), false) =
+                (basic, self.basic.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                self.basic.store(true, std::sync::atomic::Ordering::Relaxed);
+                let resp = self.send(url, headers, Some(header)).await?;
+                if resp.status() != StatusCode::UNAUTHORIZED {
+                    return self.ensure_success(resp, url).await;
+                }
+            }
             return Err(RegistryError::new(
                 ErrorKind::Unauthorized,
-                format!("{url} needs a login (HTTP Basic)"),
+                format!("{url} needs a login (HTTP Basic); {}", self.login_hint()),
             ));
         }
         let had_token = self.token_for(repo).is_some();
         *lock(&self.challenge) = Some(challenge.clone());
         self.fetch_token(&challenge, repo).await?;
-        let resp = self.send(url, headers, self.token_for(repo)).await?;
+        let resp = self.send(url, headers, self.auth_for(repo)).await?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             let body = read_limited(resp, 64 * 1024, url).await.unwrap_or_default();
             let why = if had_token {
@@ -332,30 +406,59 @@ impl RegistryClient {
             }
             q.append_pair("scope", &format!("repository:{repo}:pull"));
         }
-        // Anonymous: no Authorization, whatever host the realm is on.
-        let resp = self
-            .send(&url, HeaderMap::new(), None)
-            .await
-            .map_err(|e| match e.kind {
-                ErrorKind::Unreachable => RegistryError::broken(format!(
-                    "token service {realm} is unreachable, so nothing can be pulled: {}",
-                    e.message
-                )),
-                _ => e.context("token service"),
-            })?;
+        // The login goes to the token service only when it is on the
+        // registry's own host: never to a third party a mirror names.
+        let same_host = url.host_str().is_some() && url.host_str() == self.base.host_str();
+        let login = self.login.as_ref().filter(|_| same_host);
+        let sent = match login {
+            Some(super::login::Login::IdentityToken { token, .. }) => {
+                let mut form = vec![
+                    ("grant_type", "refresh_token".to_owned()),
+                    ("refresh_token", token.clone()),
+                    ("client_id", "dmirror".to_owned()),
+                    ("scope", format!("repository:{repo}:pull")),
+                ];
+                if let Some(s) = service {
+                    form.push(("service", s.clone()));
+                }
+                let mut post = url.clone();
+                post.set_query(None);
+                self.http
+                    .post(post.clone())
+                    .form(&form)
+                    .send()
+                    .await
+                    .map_err(|e| RegistryError::from_transport(&e, post.as_str()))
+            }
+            Some(l) => self.send_to(&url, l.basic_header(), &url).await,
+            None => self.send(&url, HeaderMap::new(), None).await,
+        };
+        let resp = sent.map_err(|e| match e.kind {
+            ErrorKind::Unreachable => RegistryError::broken(format!(
+                "token service {realm} is unreachable, so nothing can be pulled: {}",
+                e.message
+            )),
+            _ => e.context("token service"),
+        })?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let body = read_limited(resp, 64 * 1024, &url)
                 .await
                 .unwrap_or_default();
+            let who = if login.is_some() {
+                "the login's"
+            } else {
+                "anonymous"
+            };
             return Err(RegistryError::new(
                 ErrorKind::Unauthorized,
                 format!(
-                    "token service {realm} refuses anonymous pulls of {repo} (HTTP {}){}",
+                    "token service {realm} refuses {who} pulls of {repo} (HTTP {}){}; {}",
                     status.as_u16(),
                     error_text(&body)
                         .map(|t| format!(": {t}"))
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    self.login_hint()
                 ),
             ));
         }
@@ -399,18 +502,42 @@ impl RegistryClient {
     }
 
     /// One GET, following redirects. `token` goes only to our own origin.
+    /// GET `url`, following redirects; `authorization` goes only to the
+    /// registry's own origin.
     async fn send(
         &self,
         url: &Url,
         headers: HeaderMap,
-        token: Option<String>,
+        authorization: Option<String>,
+    ) -> Result<Response, RegistryError> {
+        let base = self.base.clone();
+        self.send_with(url, headers, authorization, &base).await
+    }
+
+    /// GET `url` with `authorization` for `origin` only (a token service).
+    async fn send_to(
+        &self,
+        url: &Url,
+        authorization: Option<String>,
+        origin: &Url,
+    ) -> Result<Response, RegistryError> {
+        self.send_with(url, HeaderMap::new(), authorization, origin)
+            .await
+    }
+
+    async fn send_with(
+        &self,
+        url: &Url,
+        headers: HeaderMap,
+        authorization: Option<String>,
+        origin: &Url,
     ) -> Result<Response, RegistryError> {
         let mut url = url.clone();
         for _ in 0..=self.max_redirects {
             let mut req = self.http.get(url.clone()).headers(headers.clone());
-            if let Some(t) = &token {
-                if same_origin(&url, &self.base) {
-                    req = req.header(AUTHORIZATION, format!("Bearer {t}"));
+            if let Some(a) = &authorization {
+                if same_origin(&url, origin) {
+                    req = req.header(AUTHORIZATION, a.as_str());
                 }
             }
             let resp = req

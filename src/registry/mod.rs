@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client;
 pub mod digest;
 pub mod error;
+pub mod login;
 pub mod manifest;
 
 pub use client::{ClientOptions, RegistryClient};
