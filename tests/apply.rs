@@ -433,31 +433,41 @@ fn a_kill_mid_write_leaves_a_whole_file() {
     let original = format!("{{\"labels\": [\"{}\"]}}\n", "x".repeat(64 * 1024));
     std::fs::write(&config, &original).expect("write");
     let nopid = w.lab.path("none.pid");
+    // Kill at instants spread over what one whole apply takes here and now
+    // (a loaded machine is slower), so that some runs die before the write,
+    // some during it and some after.
+    let command = || {
+        let mut c = dmirror(&w.lab);
+        c.args([
+            "apply",
+            "--image",
+            "small",
+            "--timeout",
+            "1s",
+            "--budget",
+            "100ms",
+            "--top",
+            "2",
+            "--mirrors",
+        ])
+        .arg(&w.mirrors)
+        .arg("--daemon-json")
+        .arg(&config)
+        .arg("--dockerd-pidfile")
+        .arg(&nopid)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+        c
+    };
+    let timed = std::time::Instant::now();
+    let status = command().status().expect("run");
+    assert!(status.success());
+    let whole = timed.elapsed().as_millis() as u64;
+    std::fs::write(&config, &original).expect("reset");
     let mut seen_new = 0;
     for i in 0..24u64 {
-        let mut child = dmirror(&w.lab)
-            .args([
-                "apply",
-                "--image",
-                "small",
-                "--timeout",
-                "1s",
-                "--budget",
-                "100ms",
-                "--top",
-                "2",
-                "--mirrors",
-            ])
-            .arg(&w.mirrors)
-            .arg("--daemon-json")
-            .arg(&config)
-            .arg("--dockerd-pidfile")
-            .arg(&nopid)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn");
-        std::thread::sleep(Duration::from_millis(40 + (i * 37) % 400));
+        let mut child = command().spawn().expect("spawn");
+        std::thread::sleep(Duration::from_millis(whole * (20 + (i * 37) % 100) / 100));
         let _ = child.kill();
         let _ = child.wait();
         let text = std::fs::read_to_string(&config).expect("read");
