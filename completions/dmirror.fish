@@ -69,7 +69,7 @@ complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l hosts-dir -d '
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l registries-conf -d 'The registries.conf file to write (--target podman). [default: /etc/containers/registries.conf.d/50-dmirror.conf, or for rootless podman ~/.config/containers/registries.conf.d/50-dmirror.conf]' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l registry -d 'Configure only this registry (repeatable; --target containerd|podman). Default: every registry an enabled mirror serves' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l top -d 'How many of the best working mirrors to write (per registry)' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l daemon-json -d 'dockerd\'s configuration file (created if absent; --target docker)' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l daemon-json -d 'dockerd\'s configuration file (created if absent; --target docker). [default: /etc/docker/daemon.json, or ~/.config/docker/daemon.json for a rootless engine]' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l dockerd-pidfile -d 'dockerd\'s pidfile, for the reload signal when systemd does not manage it' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l verify-timeout -d 'How long to wait for the engine to report the new list before rolling back' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l margin -d 'Keep the configured list when the best list is no more than PERCENT better (measurement noise): nothing written, dockerd not reloaded' -r

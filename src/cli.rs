@@ -156,8 +156,10 @@ pub struct ApplyArgs {
     pub top: u32,
 
     /// dockerd's configuration file (created if absent; --target docker).
-    #[arg(long, value_name = "PATH", default_value = "/etc/docker/daemon.json")]
-    pub daemon_json: PathBuf,
+    /// [default: /etc/docker/daemon.json, or ~/.config/docker/daemon.json
+    /// for a rootless engine]
+    #[arg(long, value_name = "PATH")]
+    pub daemon_json: Option<PathBuf>,
 
     /// Make dockerd re-read its configuration (SIGHUP; running containers
     /// keep running). The default.

@@ -647,3 +647,70 @@ fn the_engine_behind_the_socket_is_reached_without_its_pidfile() {
         assert_eq!(engine, want);
     }
 }
+
+/// Issue 14, item 5: the engine is found as the docker CLI finds it. With
+/// no DOCKER_HOST, the current `docker context` (config.json's
+/// currentContext, its meta.json under the hash of its name) names the
+/// engine; apply reloads and verifies it there.
+#[test]
+fn the_current_docker_context_names_the_engine() {
+    if isolate("the_current_docker_context_names_the_engine") {
+        return;
+    }
+    use sha2::Digest as _;
+    let w = world();
+    let config = w.lab.path("daemon.json");
+    std::fs::write(&config, "{}\n").expect("write");
+    let d = Dockerd::start(&w.lab.path("docker"), &config);
+    let docker_config = w.lab.path("docker-config");
+    let meta = docker_config
+        .join("contexts/meta")
+        .join(format!("{:x}", sha2::Sha256::digest(b"lab")));
+    std::fs::create_dir_all(&meta).expect("mkdir");
+    std::fs::write(
+        meta.join("meta.json"),
+        serde_json::json!({"Name": "lab", "Metadata": {}, "Endpoints": {"docker": {"Host": d.host(), "SkipTLSVerify": false}}}).to_string(),
+    )
+    .expect("meta.json");
+    std::fs::write(
+        docker_config.join("config.json"),
+        r#"{"auths": {}, "currentContext": "lab"}"#,
+    )
+    .expect("config.json");
+    let out = dmirror(&w.lab)
+        .env("DOCKER_CONFIG", &docker_config)
+        .args([
+            "apply",
+            "--image",
+            "small",
+            "--timeout",
+            "2s",
+            "--budget",
+            "1s",
+            "--json",
+            "--top",
+            "1",
+        ])
+        .arg("--mirrors")
+        .arg(&w.mirrors)
+        .arg("--daemon-json")
+        .arg(&config)
+        .arg("--dockerd-pidfile")
+        .arg(w.lab.path("none.pid"))
+        .output()
+        .expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&out);
+    assert_eq!(r["outcome"], "applied", "{r}");
+    let engine: Vec<String> = d
+        .mirrors()
+        .iter()
+        .map(|m| m.trim_end_matches('/').to_owned())
+        .collect();
+    assert_eq!(engine, w.good[..1]);
+}

@@ -13,7 +13,7 @@ use super::{load_mirrors, say, table_width, CommandResult, Failure};
 use crate::apply::{self, ApplyError, Job};
 use crate::cli::{ApplyArgs, Target};
 use crate::daemon::control::HostControl;
-use crate::daemon::engine::{Endpoint, Engine};
+use crate::daemon::engine::Engine;
 use crate::exit::ExitStatus;
 use crate::output;
 use crate::reference::DOCKER_HUB;
@@ -60,15 +60,22 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
                     probe.image.registry
                 )));
             }
-            let endpoint = Endpoint::from_docker_host(std::env::var("DOCKER_HOST").ok().as_deref())
-                .map_err(|e| Failure::usage(anyhow!(e)))?;
-            let engine = Engine::new(endpoint, Duration::from_secs(5));
+            let located =
+                crate::daemon::locate::locate().map_err(|e| Failure::usage(anyhow!(e)))?;
+            let engine = Engine::new(located.endpoint.clone(), Duration::from_secs(5));
+            let daemon_json = match &args.daemon_json {
+                Some(p) => p.clone(),
+                None if located.rootless => crate::daemon::locate::rootless_daemon_json()
+                    .ok_or_else(|| Failure::usage(anyhow!("no configuration directory for the rootless engine's daemon.json; pass --daemon-json")))?,
+                None => PathBuf::from("/etc/docker/daemon.json"),
+            };
             let target = apply::Dockerd {
-                daemon_json: args.daemon_json.clone(),
+                daemon_json,
                 control: HostControl {
                     pidfile: args.dockerd_pidfile.clone(),
                     unit: "docker".into(),
                     engine_pid: engine.peer_pid().await,
+                    user: located.rootless,
                 },
                 engine,
                 restart: args.restart,

@@ -61,10 +61,9 @@ pub async fn network(args: &crate::cli::NetArgs) -> Result<crate::net::Network, 
     {
         Some(r) => r,
         None => {
-            let endpoint = crate::daemon::engine::Endpoint::from_docker_host(
-                std::env::var("DOCKER_HOST").ok().as_deref(),
-            )
-            .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+            let endpoint = crate::daemon::locate::locate()
+                .map(|l| l.endpoint)
+                .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
             let engine =
                 crate::daemon::engine::Engine::new(endpoint, std::time::Duration::from_secs(3));
             match engine.info().await {

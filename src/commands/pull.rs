@@ -11,7 +11,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget};
 
 use super::{load_mirrors, parse_platform, say, CommandResult, Failure};
 use crate::cli::PullArgs;
-use crate::daemon::engine::{Endpoint, Engine};
+use crate::daemon::engine::Engine;
 use crate::exit::ExitStatus;
 use crate::output;
 use crate::probe::ProbeSettings;
@@ -53,7 +53,8 @@ pub async fn run(args: &PullArgs) -> CommandResult {
     let (settings, output) = resolve(args).await?;
     if output == Output::Docker {
         // No engine: say so now, not after the download.
-        let endpoint = Endpoint::from_docker_host(std::env::var("DOCKER_HOST").ok().as_deref())
+        let endpoint = crate::daemon::locate::locate()
+            .map(|l| l.endpoint)
             .map_err(|e| Failure::usage(anyhow!(e)))?;
         Engine::new(endpoint, Duration::from_secs(10))
             .info()

@@ -32,12 +32,32 @@ pub struct HostControl {
     /// dockerd whose `/info` verifies the change, so the one to tell,
     /// whatever the pidfile says.
     pub engine_pid: Option<i32>,
+    /// A rootless engine: its unit is the user's (`systemctl --user`).
+    pub user: bool,
 }
 
 impl HostControl {
+    /// `systemctl`, or `systemctl --user` for a rootless engine.
+    fn systemctl(&self) -> Command {
+        let mut c = Command::new("systemctl");
+        if self.user {
+            c.arg("--user");
+        }
+        c
+    }
+
+    fn shown(&self) -> &'static str {
+        if self.user {
+            "systemctl --user"
+        } else {
+            "systemctl"
+        }
+    }
+
     fn systemd_manages_docker(&self) -> bool {
         Path::new("/run/systemd/system").exists()
-            && Command::new("systemctl")
+            && self
+                .systemctl()
                 .args(["is-active", "--quiet", &self.unit])
                 .status()
                 .is_ok_and(|s| s.success())
@@ -104,8 +124,8 @@ fn run(cmd: &mut Command) -> Result<(), ControlError> {
 impl DaemonControl for HostControl {
     fn reload(&self) -> Result<String, ControlError> {
         if self.systemd_manages_docker() {
-            run(Command::new("systemctl").args(["reload", &self.unit]))?;
-            return Ok(format!("systemctl reload {}", self.unit));
+            run(self.systemctl().args(["reload", &self.unit]))?;
+            return Ok(format!("{} reload {}", self.shown(), self.unit));
         }
         let pid = self.dockerd_pid()?;
         // SAFETY: plain kill(2) on a pid we just checked is a dockerd.
@@ -120,8 +140,8 @@ impl DaemonControl for HostControl {
 
     fn restart(&self) -> Result<String, ControlError> {
         if self.systemd_manages_docker() {
-            run(Command::new("systemctl").args(["restart", &self.unit]))?;
-            return Ok(format!("systemctl restart {}", self.unit));
+            run(self.systemctl().args(["restart", &self.unit]))?;
+            return Ok(format!("{} restart {}", self.shown(), self.unit));
         }
         if which("service").is_some() {
             run(Command::new("service").args([self.unit.as_str(), "restart"]))?;
@@ -218,6 +238,7 @@ mod tests {
             pidfile: pidfile.clone(),
             unit: "docker".into(),
             engine_pid: None,
+            user: false,
         };
         assert!(matches!(c.dockerd_pid(), Err(ControlError::NotRunning(_))));
         std::fs::write(&pidfile, "garbage").unwrap();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 
 use super::PulledImage;
-use crate::daemon::engine::{Endpoint, Engine};
+use crate::daemon::engine::Engine;
 
 /// Where the pulled image goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +48,8 @@ pub type Loader = tokio::task::JoinHandle<anyhow::Result<String>>;
 /// registered, only has the rest to do. The throwaway images are removed.
 pub fn start_load(image: PulledImage, stop: Arc<std::sync::atomic::AtomicBool>) -> Loader {
     tokio::spawn(async move {
-        let endpoint = Endpoint::from_docker_host(std::env::var("DOCKER_HOST").ok().as_deref())
+        let endpoint = crate::daemon::locate::locate()
+            .map(|l| l.endpoint)
             .map_err(|e| anyhow!(e))?;
         let engine = Arc::new(Engine::new(endpoint, Duration::from_secs(10)));
         let warmer = tokio::spawn(warm(engine.clone(), image.clone(), stop.clone()));
