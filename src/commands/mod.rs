@@ -81,7 +81,7 @@ pub async fn network(args: &crate::cli::NetArgs) -> Result<crate::net::Network, 
     Ok(Network {
         route,
         trust,
-        logins: crate::registry::login::Logins::docker_default(),
+        logins: crate::net::login::Logins::docker_default(),
     })
 }
 

@@ -148,7 +148,11 @@ pub async fn probe(
             };
             let healthy = match http {
                 Ok(http) => {
-                    let client = settings.network.client(http, &mirror.url, 5);
+                    let client = crate::registry::client::for_registry(
+                        http,
+                        &mirror.url,
+                        &options(&settings, mirror.insecure),
+                    );
                     health::check(client, &settings, &mut result).await
                 }
                 Err(e) => {

@@ -154,10 +154,7 @@ pub async fn pull(
         )?;
         Ok(Source {
             name: m.name.clone(),
-            client: settings
-                .probe
-                .network
-                .client(http, &m.url, opts.max_redirects),
+            client: crate::registry::client::for_registry(http, &m.url, &opts),
             repo: m
                 .repository_for(&image)
                 .unwrap_or_else(|| image.repository.clone()),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, LOCATION, RANGE};
 use reqwest::{Response, StatusCode, Url};
 
-use super::auth::{Challenge, TokenResponse};
+use super::auth::Challenge;
 use super::digest;
 use super::error::{error_text, ErrorKind, RegistryError};
 use super::manifest::{self, MAX_MANIFEST_BYTES};
@@ -64,6 +64,14 @@ pub fn http_client(opts: &ClientOptions, base: &Url) -> Result<reqwest::Client, 
         .map_err(|e| broken(format!("cannot build HTTP client: {e}")))
 }
 
+/// A client for the registry at `base`, over a client [`http_client`]
+/// built, with Docker's login for `base`'s host if it has one (an
+/// unreadable config means none).
+pub fn for_registry(http: reqwest::Client, base: &Url, opts: &ClientOptions) -> RegistryClient {
+    let login = opts.network.logins.for_url(base).ok().flatten();
+    RegistryClient::new(http, base.clone(), opts.max_redirects).with_login(login)
+}
+
 /// The answer to `GET /v2/`.
 #[derive(Debug, Clone)]
 pub struct Ping {
@@ -83,16 +91,16 @@ pub struct FetchedManifest {
 }
 
 pub struct RegistryClient {
-    http: reqwest::Client,
-    base: Url,
+    pub(super) http: reqwest::Client,
+    pub(super) base: Url,
     max_redirects: usize,
     challenge: Mutex<Option<Challenge>>,
     /// Bearer tokens by repository.
-    tokens: Mutex<HashMap<String, String>>,
+    pub(super) tokens: Mutex<HashMap<String, String>>,
     /// Docker's login for this host (and this host only).
-    login: Option<super::login::Login>,
+    pub(super) login: Option<crate::net::login::Login>,
     /// The registry asked for HTTP Basic: send the login with every request.
-    basic: std::sync::atomic::AtomicBool,
+    pub(super) basic: std::sync::atomic::AtomicBool,
 }
 
 impl RegistryClient {
@@ -106,49 +114,6 @@ impl RegistryClient {
             login: None,
             basic: std::sync::atomic::AtomicBool::new(false),
         }
-    }
-
-    /// Use `login` (Docker's, for this client's host) where the registry
-    /// asks for one: HTTP Basic, or the token service on the same host.
-    pub fn with_login(mut self, login: Option<super::login::Login>) -> Self {
-        self.login = login;
-        self
-    }
-
-    /// What to tell a registry that wants a login we do not have (or
-    /// refused the one we had).
-    fn login_hint(&self) -> String {
-        let host = self.base.host_str().unwrap_or("the mirror");
-        let host = match self.base.port() {
-            Some(p) => format!("{host}:{p}"),
-            None => host.to_owned(),
-        };
-        if self.login.is_some() {
-            format!("the login for {host} in Docker's config was refused; run docker login {host} again")
-        } else {
-            format!(
-                "run docker login {host} (dmirror uses Docker's logins), or pick another mirror"
-            )
-        }
-    }
-
-    /// The Authorization header for a request about `repo`: its token, or
-    /// the Basic login once the registry asked for one.
-    fn auth_for(&self, repo: &str) -> Option<String> {
-        if let Some(t) = self.token_for(repo) {
-            return Some(format!("Bearer {t}"));
-        }
-        if self.basic.load(std::sync::atomic::Ordering::Relaxed) {
-            return self
-                .login
-                .as_ref()
-                .and_then(super::login::Login::basic_header);
-        }
-        None
-    }
-
-    pub fn base(&self) -> &Url {
-        &self.base
     }
 
     /// `GET /v2/`: is this a registry, how far away is it, how does it authenticate?
@@ -214,7 +179,7 @@ impl RegistryClient {
                         let basic = self
                             .login
                             .as_ref()
-                            .and_then(super::login::Login::basic_header);
+                            .and_then(crate::net::login::Login::basic_header);
                         if let Some(header) = basic {
                             let again = self.send(&url, HeaderMap::new(), Some(header)).await?;
                             if again.status() == StatusCode::OK {
@@ -346,7 +311,7 @@ impl RegistryClient {
             let basic = self
                 .login
                 .as_ref()
-                .and_then(super::login::Login::basic_header);
+                .and_then(crate::net::login::Login::basic_header);
             if let (Some(header), false) =
                 (basic, self.basic.load(std::sync::atomic::Ordering::Relaxed))
             {
@@ -383,101 +348,11 @@ impl RegistryClient {
         self.ensure_success(resp, url).await
     }
 
-    fn token_for(&self, repo: &str) -> Option<String> {
-        lock(&self.tokens).get(repo).cloned()
-    }
-
-    async fn fetch_token(&self, challenge: &Challenge, repo: &str) -> Result<(), RegistryError> {
-        let Challenge::Bearer { realm, service, .. } = challenge else {
-            return Ok(());
-        };
-        let mut url = Url::parse(realm).map_err(|e| {
-            RegistryError::broken(format!("token realm {realm:?} is not a URL: {e}"))
-        })?;
-        if url.scheme() != "https" && url.scheme() != "http" {
-            return Err(RegistryError::broken(format!(
-                "token realm {realm:?} is not http(s)"
-            )));
-        }
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(s) = service {
-                q.append_pair("service", s);
-            }
-            q.append_pair("scope", &format!("repository:{repo}:pull"));
-        }
-        // The login goes to the token service only when it is on the
-        // registry's own host: never to a third party a mirror names.
-        let same_host = url.host_str().is_some() && url.host_str() == self.base.host_str();
-        let login = self.login.as_ref().filter(|_| same_host);
-        let sent = match login {
-            Some(super::login::Login::IdentityToken { token, .. }) => {
-                let mut form = vec![
-                    ("grant_type", "refresh_token".to_owned()),
-                    ("refresh_token", token.clone()),
-                    ("client_id", "dmirror".to_owned()),
-                    ("scope", format!("repository:{repo}:pull")),
-                ];
-                if let Some(s) = service {
-                    form.push(("service", s.clone()));
-                }
-                let mut post = url.clone();
-                post.set_query(None);
-                self.http
-                    .post(post.clone())
-                    .form(&form)
-                    .send()
-                    .await
-                    .map_err(|e| RegistryError::from_transport(&e, post.as_str()))
-            }
-            Some(l) => self.send_to(&url, l.basic_header(), &url).await,
-            None => self.send(&url, HeaderMap::new(), None).await,
-        };
-        let resp = sent.map_err(|e| match e.kind {
-            ErrorKind::Unreachable => RegistryError::broken(format!(
-                "token service {realm} is unreachable, so nothing can be pulled: {}",
-                e.message
-            )),
-            _ => e.context("token service"),
-        })?;
-        let status = resp.status();
-        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-            let body = read_limited(resp, 64 * 1024, &url)
-                .await
-                .unwrap_or_default();
-            let who = if login.is_some() {
-                "the login's"
-            } else {
-                "anonymous"
-            };
-            return Err(RegistryError::new(
-                ErrorKind::Unauthorized,
-                format!(
-                    "token service {realm} refuses {who} pulls of {repo} (HTTP {}){}; {}",
-                    status.as_u16(),
-                    error_text(&body)
-                        .map(|t| format!(": {t}"))
-                        .unwrap_or_default(),
-                    self.login_hint()
-                ),
-            ));
-        }
-        let resp = self
-            .ensure_success(resp, &url)
-            .await
-            .map_err(|e| e.context("token service"))?;
-        let body = read_limited(resp, 1024 * 1024, &url).await?;
-        let token = serde_json::from_slice::<TokenResponse>(&body)
-            .ok()
-            .and_then(TokenResponse::into_token)
-            .ok_or_else(|| {
-                RegistryError::broken(format!("token service {realm} answered without a token"))
-            })?;
-        lock(&self.tokens).insert(repo.to_owned(), token);
-        Ok(())
-    }
-
-    async fn ensure_success(&self, resp: Response, url: &Url) -> Result<Response, RegistryError> {
+    pub(super) async fn ensure_success(
+        &self,
+        resp: Response,
+        url: &Url,
+    ) -> Result<Response, RegistryError> {
         let status = resp.status();
         if status.is_success() {
             Ok(resp)
@@ -504,7 +379,7 @@ impl RegistryClient {
     /// One GET, following redirects. `token` goes only to our own origin.
     /// GET `url`, following redirects; `authorization` goes only to the
     /// registry's own origin.
-    async fn send(
+    pub(super) async fn send(
         &self,
         url: &Url,
         headers: HeaderMap,
@@ -515,7 +390,7 @@ impl RegistryClient {
     }
 
     /// GET `url` with `authorization` for `origin` only (a token service).
-    async fn send_to(
+    pub(super) async fn send_to(
         &self,
         url: &Url,
         authorization: Option<String>,
@@ -596,7 +471,7 @@ fn challenge_of(resp: &Response) -> Option<Challenge> {
         .find(|c| !matches!(c, Challenge::Other(_)))
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 

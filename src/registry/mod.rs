@@ -7,8 +7,8 @@ pub mod auth;
 pub mod client;
 pub mod digest;
 pub mod error;
-pub mod login;
 pub mod manifest;
+mod token;
 
 pub use client::{ClientOptions, RegistryClient};
 pub use error::{ErrorKind, RegistryError};

@@ -1,8 +1,11 @@
 //! The network as the Docker engine has it, so that a verdict measured here
 //! holds for the engine that will use it: the path (the engine's proxy, a
 //! proxy named on the command line, the shell's variables when asked, or a
-//! direct connection) and the trust (the system's CAs and the bundled ones,
-//! plus Docker's `certs.d/<host[:port]>/` CAs and client certificates).
+//! direct connection), the trust (the system's CAs and the bundled ones,
+//! plus Docker's `certs.d/<host[:port]>/` CAs and client certificates) and
+//! the logins (`login`). A leaf: the registry client reads it.
+
+pub mod login;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -245,19 +248,5 @@ pub struct Network {
     pub route: Route,
     pub trust: Trust,
     /// Docker's client configuration, for a host's own login.
-    pub logins: crate::registry::login::Logins,
-}
-
-impl Network {
-    /// A registry client for `base` over `http`, with Docker's login for
-    /// `base`'s host, if any (an unreadable config means none).
-    pub fn client(
-        &self,
-        http: reqwest::Client,
-        base: &Url,
-        max_redirects: usize,
-    ) -> crate::registry::RegistryClient {
-        let login = self.logins.for_url(base).ok().flatten();
-        crate::registry::RegistryClient::new(http, base.clone(), max_redirects).with_login(login)
-    }
+    pub logins: login::Logins,
 }
