@@ -825,3 +825,95 @@ fn ipv6_mirrors_work() {
         serde_json::from_str(&std::fs::read_to_string(&daemon_json).unwrap()).unwrap();
     assert_eq!(written["registry-mirrors"][0], url.as_str());
 }
+
+/// A fake Docker engine on a unix socket answering every request with a
+/// recorded `/info` of Docker Engine 29 using the containerd image store.
+fn fake_engine_29(sock: &Path) {
+    let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
+    std::thread::spawn(move || {
+        let info = serde_json::json!({
+            "ID": "recorded", "Driver": "overlayfs", "ServerVersion": "29.0.1",
+            "DriverStatus": [["driver-type", "io.containerd.snapshotter.v1"]],
+            "RegistryConfig": {"Mirrors": []}, "ContainersRunning": 0,
+            "HttpProxy": "", "HttpsProxy": "", "NoProxy": ""
+        })
+        .to_string();
+        for conn in listener.incoming().take(1000) {
+            let Ok(mut conn) = conn else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            let _ = std::io::Write::write_all(
+                &mut conn,
+                format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{info}",
+                    info.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+}
+
+/// Issue 14, item 4: an engine on the containerd image store (recorded
+/// /info of Docker 29) reads certs.d/<registry>/hosts.toml: apply's dockerd
+/// target plans those files too, beside daemon.json, and says why.
+#[test]
+fn docker_29_with_the_containerd_store_gets_hosts_files() {
+    let lab = Lab::new();
+    let image = Image::synthetic(43, "amd64", &[2048]);
+    let url = registry(Content::of(&image), |_| None);
+    let m = lab.mirrors_toml("m.toml", &[("good", url.clone(), "")]);
+    let sock = lab.path("docker29.sock");
+    fake_engine_29(&sock);
+    let certs = lab.path("certs.d");
+    let daemon_json = lab.path("daemon.json");
+    let out = run_bounded(
+        dmirror(&lab)
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .args([
+                "apply",
+                "--dry-run",
+                "--json",
+                "--no-history",
+                "--image",
+                REPO,
+                "--proxy",
+                "none",
+            ])
+            .args([
+                "--mirrors",
+                m.to_str().unwrap(),
+                "--certs-dir",
+                certs.to_str().unwrap(),
+            ])
+            .args(["--daemon-json", daemon_json.to_str().unwrap()])
+            .args(["--dockerd-pidfile", lab.path("no.pid").to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("containerd image store"),
+        "{}",
+        stderr(&out)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["apply"]["outcome"], "dry-run", "{doc}");
+    let hosts = &doc["hosts_files"];
+    assert_eq!(hosts["target"], "docker-hosts", "{doc}");
+    let hub = &hosts["registries"][0];
+    assert_eq!(hub["registry"], "docker.io");
+    assert_eq!(hub["outcome"], "dry-run");
+    assert_eq!(
+        hub["file"].as_str().unwrap(),
+        certs.join("docker.io/hosts.toml").to_str().unwrap()
+    );
+    let diff = hub["message"].as_str().unwrap();
+    assert!(
+        diff.contains(&format!("+[host.\"{}\"]", url.trim_end_matches('/'))),
+        "{diff}"
+    );
+    assert!(
+        !certs.join("docker.io/hosts.toml").exists(),
+        "dry run wrote"
+    );
+}

@@ -43,6 +43,9 @@ impl Target for Containerd {
     }
 
     fn preflight(&self, note: &dyn Fn(String)) -> Result<(), ApplyError> {
+        if self.config.as_os_str().is_empty() {
+            return Ok(());
+        }
         if let Ok(config) = std::fs::read_to_string(&self.config) {
             if let Some(warning) = cri_warning(&config, &self.hosts_dir) {
                 note(format!("warning: {warning}"));

@@ -13,6 +13,7 @@
 //! probe progress to whoever runs the `probe` closure.
 
 pub mod containerd;
+mod docker_hosts;
 pub mod dockerd;
 mod endpoint;
 mod file;
@@ -23,6 +24,7 @@ mod report;
 use std::path::{Path, PathBuf};
 
 pub use containerd::Containerd;
+pub use docker_hosts::DockerHosts;
 pub use dockerd::Dockerd;
 pub use endpoint::{upstream_server, ConfError, Endpoint, Merged};
 pub use file::backup_path;

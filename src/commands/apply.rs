@@ -43,6 +43,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
         dry_run: args.dry_run,
     };
     let note = |line: String| say(line);
+    let mut hosts: Option<apply::Report> = None;
     let list = load_mirrors(&args.probe.source)?;
     let network = super::network(&args.probe.net).await?;
     let report = match args.target {
@@ -63,6 +64,30 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
             let located =
                 crate::daemon::locate::locate().map_err(|e| Failure::usage(anyhow!(e)))?;
             let engine = Engine::new(located.endpoint.clone(), Duration::from_secs(5));
+            // With the containerd image store, dockerd also reads
+            // certs.d/<registry>/hosts.toml, for every registry: write those
+            // first (they need no reload), then daemon.json.
+            let store = engine.info().await.is_ok_and(|i| i.uses_containerd_store());
+            if store {
+                let hosts_dir = match &args.probe.net.certs_dir {
+                    Some(d) => d.clone(),
+                    None => network.trust.dirs.first().cloned().unwrap_or_default(),
+                };
+                note(format!(
+                    "the engine uses the containerd image store: writing its per-registry hosts files under {} too",
+                    hosts_dir.display()
+                ));
+                let hosts_jobs = registry_jobs(args, &list, &network, &note)?;
+                let target = apply::DockerHosts {
+                    inner: apply::Containerd {
+                        hosts_dir,
+                        config: PathBuf::new(),
+                        list: list.clone(),
+                        trust: network.trust.clone(),
+                    },
+                };
+                hosts = Some(run_engine(&target, &settings, &hosts_jobs, args, &note).await?);
+            }
             let daemon_json = match &args.daemon_json {
                 Some(p) => p.clone(),
                 None if located.rootless => crate::daemon::locate::rootless_daemon_json()
@@ -142,18 +167,53 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
     output::apply::write(
         &mut out,
         &report,
+        hosts.as_ref(),
         args.probe.output_format(),
         table_width(),
         &network.route,
     )?;
     out.flush()?;
-    Ok(if report.rolled_back() {
+    let all = || std::iter::once(&report).chain(hosts.as_ref());
+    Ok(if all().any(apply::Report::rolled_back) {
         ExitStatus::RolledBack
-    } else if report.any_configured() {
+    } else if all().any(apply::Report::any_configured) {
         ExitStatus::Success
     } else {
         ExitStatus::NothingUsable
     })
+}
+
+/// One job per registry to configure: `--registry` or every registry the
+/// list serves, each probed with its `--image` or its built-in image.
+fn registry_jobs(
+    args: &ApplyArgs,
+    list: &crate::config::MirrorList,
+    network: &crate::net::Network,
+    note: &dyn Fn(String),
+) -> Result<Vec<Job>, Failure> {
+    // The default image stands for "none given": each registry then uses
+    // its own built-in one.
+    let given = args.probe.image != [crate::probe::DEFAULT_IMAGE];
+    let images = if given {
+        args.probe
+            .image
+            .iter()
+            .map(|s| parse_image(s))
+            .collect::<Result<_, _>>()?
+    } else {
+        Vec::new()
+    };
+    apply::registries(list, &args.registries, &images, note)
+        .map_err(refused)?
+        .into_iter()
+        .map(|(registry, image)| {
+            Ok(Job {
+                probe: probe::settings(&args.probe, list, image.clone(), network)?,
+                registry,
+                image,
+            })
+        })
+        .collect()
 }
 
 /// Run the engine with the probe of `args`, drawing its progress.

@@ -65,6 +65,10 @@ pub struct Info {
     pub live_restore_enabled: bool,
     #[serde(default)]
     pub server_version: String,
+    /// `[["driver-type", "io.containerd.snapshotter.v1"], ...]` with the
+    /// containerd image store.
+    #[serde(default)]
+    pub driver_status: Option<Vec<Vec<String>>>,
     /// The engine's own proxy (its environment or daemon.json `proxies`).
     #[serde(default)]
     pub http_proxy: String,
@@ -72,6 +76,19 @@ pub struct Info {
     pub https_proxy: String,
     #[serde(default)]
     pub no_proxy: String,
+}
+
+impl Info {
+    /// Whether the engine uses the containerd image store, and so reads
+    /// `certs.d/<registry>/hosts.toml` (Docker Engine 29+ fresh installs).
+    pub fn uses_containerd_store(&self) -> bool {
+        self.driver_status.iter().flatten().any(|kv| {
+            kv.first().map(String::as_str) == Some("driver-type")
+                && kv
+                    .get(1)
+                    .is_some_and(|v| v.starts_with("io.containerd.snapshotter"))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -281,6 +298,20 @@ async fn read_all<S: AsyncRead + Unpin + ?Sized>(s: &mut S) -> std::io::Result<V
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_containerd_image_store_is_told_by_driver_status() {
+        let with: Info = serde_json::from_str(
+            r#"{"DriverStatus":[["driver-type","io.containerd.snapshotter.v1"]]}"#,
+        )
+        .unwrap();
+        assert!(with.uses_containerd_store());
+        let without: Info =
+            serde_json::from_str(r#"{"DriverStatus":[["Backing Filesystem","extfs"]]}"#).unwrap();
+        assert!(!without.uses_containerd_store());
+        let null: Info = serde_json::from_str(r#"{"DriverStatus":null}"#).unwrap();
+        assert!(!null.uses_containerd_store());
+    }
 
     #[test]
     fn chunked_bodies_decode() {

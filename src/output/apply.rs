@@ -16,10 +16,28 @@ use crate::apply::{RegistryReport, Report};
 pub fn write<W: Write>(
     out: &mut W,
     report: &Report,
+    hosts: Option<&Report>,
     format: Format,
     width: Option<u16>,
     route: &crate::net::Route,
 ) -> io::Result<()> {
+    // dockerd with the containerd image store: its hosts files too.
+    if let Some(h) = hosts {
+        if format == Format::Json {
+            let mut main = Vec::new();
+            write(&mut main, report, None, format, width, route)?;
+            let mut extra = Vec::new();
+            write(&mut extra, h, None, format, width, route)?;
+            let mut doc: serde_json::Value =
+                serde_json::from_slice(&main).map_err(io::Error::other)?;
+            doc["hosts_files"] = serde_json::from_slice(&extra).map_err(io::Error::other)?;
+            serde_json::to_writer_pretty(&mut *out, &doc)?;
+            return writeln!(out);
+        }
+        if format != Format::Prometheus {
+            write(out, h, None, format, width, route)?;
+        }
+    }
     let docker = report.target == "docker";
     match (format, report.registries.first()) {
         (Format::Prometheus, _) => out.write_all(metrics(report).as_bytes()),
