@@ -109,7 +109,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__apply)
-            opts="-h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --proxy --certs-dir --target --hosts-dir --registries-conf --registry --top --daemon-json --reload --restart --dockerd-pidfile --verify-timeout --margin --dry-run --help --version"
+            opts="-m -i -p -t -f -j -r -n -h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --proxy --certs-dir --target --hosts-dir --registries-conf --registry --top --daemon-json --reload --restart --dockerd-pidfile --verify-timeout --margin --dry-run --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -119,7 +119,15 @@ _dmirror() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -m)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --image)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -127,7 +135,15 @@ _dmirror() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -t)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -136,6 +152,10 @@ _dmirror() {
                     return 0
                     ;;
                 --format)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
                     COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
                     return 0
                     ;;
@@ -167,7 +187,15 @@ _dmirror() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -r)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --top)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -n)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -363,7 +391,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__history)
-            opts="-h -V --registry --json --help --version"
+            opts="-r -m -f -j -h -V --registry --mirrors --format --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -371,6 +399,26 @@ _dmirror() {
             case "${prev}" in
                 --registry)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -r)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirrors)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -m)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -381,7 +429,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__list)
-            opts="-h -V --mirrors --json --help --version"
+            opts="-m -f -j -h -V --mirrors --format --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -389,6 +437,18 @@ _dmirror() {
             case "${prev}" in
                 --mirrors)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -m)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -399,7 +459,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__probe)
-            opts="-h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --proxy --certs-dir --help --version"
+            opts="-m -i -p -t -f -j -h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --proxy --certs-dir --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -409,7 +469,15 @@ _dmirror() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -m)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --image)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -417,7 +485,15 @@ _dmirror() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -t)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -426,6 +502,10 @@ _dmirror() {
                     return 0
                     ;;
                 --format)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
                     COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
                     return 0
                     ;;
@@ -449,7 +529,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__pull)
-            opts="-h -V --mirrors --platform --output --timeout --connections --proxy --certs-dir --json --help --version"
+            opts="-m -p -o -t -c -f -j -h -V --mirrors --platform --output --timeout --connections --proxy --certs-dir --format --json --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -459,7 +539,15 @@ _dmirror() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -m)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --platform)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -467,11 +555,23 @@ _dmirror() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                -t)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --connections)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -481,6 +581,14 @@ _dmirror() {
                     ;;
                 --certs-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
                     return 0
                     ;;
                 *)

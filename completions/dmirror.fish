@@ -34,28 +34,28 @@ complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "history" -d 'Show w
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "schedule" -d 'Install or remove the nightly job (systemd timer or cron) that re-ranks the mirrors and applies the best'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c dmirror -n "__fish_dmirror_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
-complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l image -d 'Image whose manifest and largest layer are fetched from every mirror. `apply --target containerd|podman` takes one per registry (repeat the flag); registries given none use a small well-known image of theirs' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l platform -d 'Platform to pick from a multi-platform image, as os/arch[/variant]. Defaults to this machine\'s' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l timeout -d 'Time allowed for each mirror\'s health check (/v2/, token, manifest, first blob bytes)' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s m -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s i -l image -d 'Image whose manifest and largest layer are fetched from every mirror. `apply --target containerd|podman` takes one per registry (repeat the flag); registries given none use a small well-known image of theirs' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s p -l platform -d 'Platform to pick from a multi-platform image, as os/arch[/variant]. Defaults to this machine\'s' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s t -l timeout -d 'Time allowed for each mirror\'s health check (/v2/, token, manifest, first blob bytes)' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l budget -d 'Total time spent measuring throughput, shared fairly among healthy mirrors' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l format -d 'Output format. Default: a table on a terminal, plain lines (journald, cron) otherwise' -r -f -a "table\t'A table for people'
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s f -l format -d 'Output format: table, plain (key=value lines), json, or prometheus where it applies. Default: a table on a terminal, plain lines (journald, cron, pipes) otherwise' -r -f -a "table\t'A table for people'
 plain\t'One key=value line per mirror, for logs'
 json\t'JSON for programs'
 prometheus\t'Prometheus text format'"
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l textfile -d 'Also write the results as Prometheus metrics to PATH, atomically (for node_exporter\'s textfile collector)' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l proxy -d 'How to reach the mirrors: `engine` (the Docker engine\'s own proxy, as its /info reports it; direct when it has none or no engine answers), `env` (the shell\'s http_proxy/https_proxy/no_proxy), `none` (direct), or a proxy URL' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l certs-dir -d 'Docker\'s per-host TLS directory: DIR/<host[:port]>/*.crt are extra CAs, *.cert with *.key a client certificate. [default: /etc/docker/certs.d, or ~/.config/docker/certs.d for rootless Docker]' -r -F
-complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l json -d 'Print JSON (same as --format json)'
+complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s j -l json -d 'Print JSON (same as --format json)'
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -l no-history -d 'Neither use nor record the probe history: rank on this run alone'
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dmirror -n "__fish_dmirror_using_subcommand probe" -s V -l version -d 'Print version'
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l image -d 'Image whose manifest and largest layer are fetched from every mirror. `apply --target containerd|podman` takes one per registry (repeat the flag); registries given none use a small well-known image of theirs' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l platform -d 'Platform to pick from a multi-platform image, as os/arch[/variant]. Defaults to this machine\'s' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l timeout -d 'Time allowed for each mirror\'s health check (/v2/, token, manifest, first blob bytes)' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s m -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s i -l image -d 'Image whose manifest and largest layer are fetched from every mirror. `apply --target containerd|podman` takes one per registry (repeat the flag); registries given none use a small well-known image of theirs' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s p -l platform -d 'Platform to pick from a multi-platform image, as os/arch[/variant]. Defaults to this machine\'s' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s t -l timeout -d 'Time allowed for each mirror\'s health check (/v2/, token, manifest, first blob bytes)' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l budget -d 'Total time spent measuring throughput, shared fairly among healthy mirrors' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l format -d 'Output format. Default: a table on a terminal, plain lines (journald, cron) otherwise' -r -f -a "table\t'A table for people'
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s f -l format -d 'Output format: table, plain (key=value lines), json, or prometheus where it applies. Default: a table on a terminal, plain lines (journald, cron, pipes) otherwise' -r -f -a "table\t'A table for people'
 plain\t'One key=value line per mirror, for logs'
 json\t'JSON for programs'
 prometheus\t'Prometheus text format'"
@@ -67,36 +67,49 @@ containerd\t'containerd (Kubernetes nodes, nerdctl): <hosts-dir>/<registry>/host
 podman\t'podman, skopeo, buildah, CRI-O: containers-registries.conf'"
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l hosts-dir -d 'containerd\'s registry configuration directory (--target containerd): dmirror writes DIR/<registry>/hosts.toml. [default: /etc/containerd/certs.d]' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l registries-conf -d 'The registries.conf file to write (--target podman). [default: /etc/containers/registries.conf.d/50-dmirror.conf, or for rootless podman ~/.config/containers/registries.conf.d/50-dmirror.conf]' -r -F
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l registry -d 'Configure only this registry (repeatable; --target containerd|podman). Default: every registry an enabled mirror serves' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l top -d 'How many of the best working mirrors to write (per registry)' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s r -l registry -d 'Configure only this registry (repeatable; --target containerd|podman). Default: every registry an enabled mirror serves' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s n -l top -d 'How many of the best working mirrors to write (per registry)' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l daemon-json -d 'dockerd\'s configuration file (created if absent; --target docker). [default: /etc/docker/daemon.json, or ~/.config/docker/daemon.json for a rootless engine]' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l dockerd-pidfile -d 'dockerd\'s pidfile, for the reload signal when systemd does not manage it' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l verify-timeout -d 'How long to wait for the engine to report the new list before rolling back' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l margin -d 'Keep the configured list when the best list is no more than PERCENT better (measurement noise): nothing written, dockerd not reloaded' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l json -d 'Print JSON (same as --format json)'
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s j -l json -d 'Print JSON (same as --format json)'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l no-history -d 'Neither use nor record the probe history: rank on this run alone'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l reload -d 'Make dockerd re-read its configuration (SIGHUP; running containers keep running). The default'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l restart -d 'Restart dockerd instead (containers without live-restore stop)'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l dry-run -d 'Show the change to the configuration and change nothing'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s V -l version -d 'Print version'
-complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
-complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l platform -d 'Platform to pick from a multi-platform image, as os/arch[/variant]. Defaults to this machine\'s' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l output -d 'Where the image goes: docker (load into the local engine), oci:DIR (an OCI image layout) or docker-archive:FILE (a file docker load reads)' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l timeout -d 'Time allowed for each mirror\'s health check' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l connections -d 'Connections per mirror' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s m -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s p -l platform -d 'Platform to pick from a multi-platform image, as os/arch[/variant]. Defaults to this machine\'s' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s o -l output -d 'Where the image goes: docker (load into the local engine), oci:DIR (an OCI image layout) or docker-archive:FILE (a file docker load reads)' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s t -l timeout -d 'Time allowed for each mirror\'s health check' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s c -l connections -d 'Connections per mirror' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l proxy -d 'How to reach the mirrors: `engine` (the Docker engine\'s own proxy, as its /info reports it; direct when it has none or no engine answers), `env` (the shell\'s http_proxy/https_proxy/no_proxy), `none` (direct), or a proxy URL' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l certs-dir -d 'Docker\'s per-host TLS directory: DIR/<host[:port]>/*.crt are extra CAs, *.cert with *.key a client certificate. [default: /etc/docker/certs.d, or ~/.config/docker/certs.d for rootless Docker]' -r -F
-complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -l json -d 'Print a JSON summary instead of text'
-complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s f -l format -d 'Output format: table, plain (key=value lines), json, or prometheus where it applies. Default: a table on a terminal, plain lines (journald, cron, pipes) otherwise' -r -f -a "table\t'A table for people'
+plain\t'One key=value line per mirror, for logs'
+json\t'JSON for programs'
+prometheus\t'Prometheus text format'"
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s j -l json -d 'Print JSON (same as --format json)'
+complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s V -l version -d 'Print version'
-complete -c dmirror -n "__fish_dmirror_using_subcommand list" -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
-complete -c dmirror -n "__fish_dmirror_using_subcommand list" -l json -d 'Print JSON instead of a table'
-complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s m -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s f -l format -d 'Output format: table, plain (key=value lines), json, or prometheus where it applies. Default: a table on a terminal, plain lines (journald, cron, pipes) otherwise' -r -f -a "table\t'A table for people'
+plain\t'One key=value line per mirror, for logs'
+json\t'JSON for programs'
+prometheus\t'Prometheus text format'"
+complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s j -l json -d 'Print JSON (same as --format json)'
+complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dmirror -n "__fish_dmirror_using_subcommand list" -s V -l version -d 'Print version'
-complete -c dmirror -n "__fish_dmirror_using_subcommand history" -l registry -d 'Show the history of the mirrors of this registry' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand history" -l json -d 'Print JSON instead of a table'
-complete -c dmirror -n "__fish_dmirror_using_subcommand history" -s h -l help -d 'Print help'
+complete -c dmirror -n "__fish_dmirror_using_subcommand history" -s r -l registry -d 'Show the history of the mirrors of this registry' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand history" -s m -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand history" -s f -l format -d 'Output format: table, plain (key=value lines), json, or prometheus where it applies. Default: a table on a terminal, plain lines (journald, cron, pipes) otherwise' -r -f -a "table\t'A table for people'
+plain\t'One key=value line per mirror, for logs'
+json\t'JSON for programs'
+prometheus\t'Prometheus text format'"
+complete -c dmirror -n "__fish_dmirror_using_subcommand history" -s j -l json -d 'Print JSON (same as --format json)'
+complete -c dmirror -n "__fish_dmirror_using_subcommand history" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dmirror -n "__fish_dmirror_using_subcommand history" -s V -l version -d 'Print version'
 complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and not __fish_seen_subcommand_from install remove help" -s h -l help -d 'Print help'
 complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and not __fish_seen_subcommand_from install remove help" -s V -l version -d 'Print version'

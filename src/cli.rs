@@ -61,7 +61,7 @@ pub struct NetArgs {
 pub struct MirrorSource {
     /// Use only the mirrors in FILE (repeatable; later files override earlier
     /// entries of the same name). Replaces the built-in and user lists.
-    #[arg(long = "mirrors", value_name = "FILE")]
+    #[arg(short = 'm', long = "mirrors", value_name = "FILE")]
     pub mirrors: Vec<PathBuf>,
 }
 
@@ -73,30 +73,24 @@ pub struct ProbeArgs {
     /// Image whose manifest and largest layer are fetched from every mirror.
     /// `apply --target containerd|podman` takes one per registry (repeat the
     /// flag); registries given none use a small well-known image of theirs.
-    #[arg(long, value_name = "REF", default_value = crate::probe::DEFAULT_IMAGE)]
+    #[arg(short = 'i', long, value_name = "REF", default_value = crate::probe::DEFAULT_IMAGE)]
     pub image: Vec<String>,
 
     /// Platform to pick from a multi-platform image, as os/arch[/variant].
     /// Defaults to this machine's.
-    #[arg(long, value_name = "OS/ARCH")]
+    #[arg(short = 'p', long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
 
     /// Time allowed for each mirror's health check (/v2/, token, manifest, first blob bytes).
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(short = 't', long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
 
     /// Total time spent measuring throughput, shared fairly among healthy mirrors.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub budget: Duration,
 
-    /// Output format. Default: a table on a terminal, plain lines
-    /// (journald, cron) otherwise.
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub format: Option<Format>,
-
-    /// Print JSON (same as --format json).
-    #[arg(long, conflicts_with = "format")]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: FormatArgs,
 
     /// Also write the results as Prometheus metrics to PATH, atomically
     /// (for node_exporter's textfile collector).
@@ -114,6 +108,27 @@ pub struct ProbeArgs {
 impl ProbeArgs {
     /// The format in effect.
     pub fn output_format(&self) -> Format {
+        self.out.format()
+    }
+}
+
+/// How a command prints: the same flags on every printing command.
+#[derive(Debug, Args, Clone)]
+pub struct FormatArgs {
+    /// Output format: table, plain (key=value lines), json, or prometheus
+    /// where it applies. Default: a table on a terminal, plain lines
+    /// (journald, cron, pipes) otherwise.
+    #[arg(short = 'f', long, value_enum, value_name = "FORMAT")]
+    pub format: Option<Format>,
+
+    /// Print JSON (same as --format json).
+    #[arg(short = 'j', long, conflicts_with = "format")]
+    pub json: bool,
+}
+
+impl FormatArgs {
+    /// The format in effect.
+    pub fn format(&self) -> Format {
         use std::io::IsTerminal;
         match (self.json, self.format) {
             (true, _) => Format::Json,
@@ -148,11 +163,11 @@ pub struct ApplyArgs {
 
     /// Configure only this registry (repeatable; --target containerd|podman).
     /// Default: every registry an enabled mirror serves.
-    #[arg(long = "registry", value_name = "NAME")]
+    #[arg(short = 'r', long = "registry", value_name = "NAME")]
     pub registries: Vec<String>,
 
     /// How many of the best working mirrors to write (per registry).
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub top: u32,
 
     /// dockerd's configuration file (created if absent; --target docker).
@@ -210,28 +225,29 @@ pub struct PullArgs {
 
     /// Platform to pick from a multi-platform image, as os/arch[/variant].
     /// Defaults to this machine's.
-    #[arg(long, value_name = "OS/ARCH")]
+    #[arg(short = 'p', long, value_name = "OS/ARCH")]
     pub platform: Option<String>,
 
     /// Where the image goes: docker (load into the local engine), oci:DIR
     /// (an OCI image layout) or docker-archive:FILE (a file docker load reads).
-    #[arg(long, value_name = "DEST", default_value = "docker")]
+    #[arg(short = 'o', long, value_name = "DEST", default_value = "docker")]
     pub output: String,
 
     /// Time allowed for each mirror's health check.
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(short = 't', long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
 
     /// Connections per mirror.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
+    #[arg(short = 'c', long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub connections: u32,
 
     #[command(flatten)]
     pub net: NetArgs,
 
-    /// Print a JSON summary instead of text.
-    #[arg(long)]
-    pub json: bool,
+    /// The summary: table (lines for a person, on stderr), plain (one
+    /// key=value line), json.
+    #[command(flatten)]
+    pub out: FormatArgs,
 }
 
 #[derive(Debug, Args)]
@@ -239,20 +255,23 @@ pub struct ListArgs {
     #[command(flatten)]
     pub source: MirrorSource,
 
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub out: FormatArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
     /// Show the history of the mirrors of this registry.
-    #[arg(long, value_name = "NAME", default_value = crate::reference::DOCKER_HUB)]
+    #[arg(short = 'r', long, value_name = "NAME", default_value = crate::reference::DOCKER_HUB)]
     pub registry: String,
 
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
+    /// Which mirrors' names to show: those in FILE (repeatable), as with
+    /// probe; by default every mirror the history holds.
+    #[command(flatten)]
+    pub source: MirrorSource,
+
+    #[command(flatten)]
+    pub out: FormatArgs,
 }
 
 #[derive(Debug, Subcommand)]

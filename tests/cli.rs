@@ -152,3 +152,69 @@ fn bad_input_exits_2_and_names_the_problem() {
     assert_eq!(code, 2);
     assert!(err.contains("disabled"), "{err}");
 }
+
+/// A mirror list of `n` entries.
+fn big_list(lab: &Lab, n: usize) -> std::path::PathBuf {
+    let entries: Vec<(String, String)> = (0..n)
+        .map(|i| (format!("m{i}"), format!("http://127.0.0.1:{}", 1024 + i)))
+        .collect();
+    let refs: Vec<(&str, String, &str)> = entries
+        .iter()
+        .map(|(n, u)| (n.as_str(), u.clone(), "notes = \"a mirror of the test\""))
+        .collect();
+    lab.mirrors_toml("big.toml", &refs)
+}
+
+/// Issue 15, item 2: every printing command takes --format (and -f, -j);
+/// list and history print plain lines off a terminal.
+#[test]
+fn every_printing_command_takes_the_same_formats() {
+    let lab = Lab::new();
+    let list = big_list(&lab, 3);
+    let l = list.to_str().unwrap();
+    let (code, out, err) = run(&lab, &["list", "-m", l]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.lines().all(|line| line.starts_with("mirror=")), "{out}");
+    let (code, out, _) = run(&lab, &["list", "-m", l, "-j"]);
+    assert_eq!(code, 0);
+    let doc: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(doc["mirrors"].as_array().map(Vec::len), Some(3));
+    let (code, out, _) = run(&lab, &["list", "-m", l, "-f", "table"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("http://127.0.0.1:1024"), "{out}");
+    let (code, _, err) = run(&lab, &["list", "-m", l, "-f", "prometheus"]);
+    assert_eq!(code, 2, "{err}");
+    for args in [&["history"][..], &["history", "-f", "plain"], &["history", "-j", "-m", l]] {
+        let (code, _, err) = run(&lab, args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+    }
+}
+
+/// Issue 15, item 2: a cut pipe (`| head -1`) exits 0, every time.
+#[test]
+fn a_cut_pipe_exits_0() {
+    use std::io::Read;
+    let lab = Lab::new();
+    let list = big_list(&lab, 3000);
+    for format in ["json", "plain", "table"] {
+        for _ in 0..3 {
+            let mut child = dmirror(&lab)
+                .args(["list", "-m", list.to_str().unwrap(), "-f", format])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn");
+            let mut stdout = child.stdout.take().expect("stdout");
+            let mut first = [0u8; 16];
+            stdout.read_exact(&mut first).expect("read");
+            drop(stdout);
+            let out = child.wait_with_output().expect("wait");
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "{format}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}

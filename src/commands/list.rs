@@ -2,7 +2,8 @@
 
 use std::io::Write;
 
-use super::{load_mirrors, table_width, CommandResult};
+use super::{load_mirrors, table_width, CommandResult, Failure};
+use crate::cli::Format;
 use crate::cli::ListArgs;
 use crate::exit::ExitStatus;
 use crate::output;
@@ -10,10 +11,15 @@ use crate::output;
 pub fn run(args: &ListArgs) -> CommandResult {
     let list = load_mirrors(&args.source)?;
     let mut out = std::io::stdout().lock();
-    if args.json {
-        output::json::write_list(&mut out, &list.mirrors)?;
-    } else {
-        output::table::write_list(&mut out, &list.mirrors, table_width())?;
+    match args.out.format() {
+        Format::Json => output::json::write_list(&mut out, &list.mirrors)?,
+        Format::Table => output::table::write_list(&mut out, &list.mirrors, table_width())?,
+        Format::Plain => output::plain::write_list(&mut out, &list.mirrors)?,
+        Format::Prometheus => {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--format prometheus is for probe and apply; list prints table, plain or json"
+            )))
+        }
     }
     out.flush()?;
     Ok(ExitStatus::Success)

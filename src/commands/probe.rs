@@ -92,6 +92,12 @@ pub async fn probe_ranked(settings: &ProbeSettings, args: &ProbeArgs) -> Ranked 
         .flatten();
     let ranked = ranked::probe_ranked(settings, state, Some(events), &mut |w| say(w)).await;
     let _ = drawer.await;
+    let of = if settings.image.registry == crate::reference::DOCKER_HUB {
+        String::new()
+    } else {
+        format!("{}: ", settings.image.registry)
+    };
+    say(format!("{of}{}", crate::probe::summary(&ranked.results)));
     if let Some(line) = crate::probe::offline(&ranked.results) {
         say(format!("note: {line}"));
     }

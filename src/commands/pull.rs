@@ -134,15 +134,24 @@ pub async fn run(args: &PullArgs) -> CommandResult {
             .await
             .map_err(failed)?,
     };
-    if args.json {
-        output::pull::write_json(
+    // The summary is for a person unless a format is asked for: it goes
+    // to stderr, so a pipe or a log sees it either way.
+    let format = match (args.out.json, args.out.format) {
+        (true, _) => crate::cli::Format::Json,
+        (false, Some(f)) => f,
+        (false, None) => crate::cli::Format::Table,
+    };
+    match format {
+        crate::cli::Format::Json => output::pull::write_json(
             &mut std::io::stdout().lock(),
             &report,
             &written,
             &settings.probe.network.route,
-        )?;
-    } else {
-        output::pull::write_summary(&mut std::io::stderr().lock(), &report, &written)?;
+        )?,
+        crate::cli::Format::Plain => {
+            output::pull::write_plain(&mut std::io::stdout().lock(), &report, &written)?
+        }
+        _ => output::pull::write_summary(&mut std::io::stderr().lock(), &report, &written)?,
     }
     Ok(ExitStatus::Success)
 }

@@ -106,3 +106,29 @@ pub fn write_table<W: Write>(
     writeln!(out, "{t}")?;
     writeln!(out, "from {}", file.display())
 }
+
+/// One `key=value` line per mirror, for logs and scripts.
+pub fn write_plain<W: Write>(out: &mut W, summaries: &[Summary]) -> io::Result<()> {
+    for s in summaries {
+        let e = entry(s);
+        write!(
+            out,
+            "mirror={} runs={} ok_runs={} last_status={}",
+            super::plain::value(e.name),
+            e.runs,
+            e.ok_runs,
+            super::plain::value(e.last_status)
+        )?;
+        if let Some(t) = e.last_ok {
+            write!(out, " last_ok={t}")?;
+        }
+        if let Some(b) = e.throughput_bps {
+            write!(out, " throughput_bps={b}")?;
+        }
+        if let Some(l) = e.latency_ms {
+            write!(out, " latency_ms={l}")?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}

@@ -65,6 +65,33 @@ pub fn write_probe_of<W: Write>(
     Ok(())
 }
 
+/// One line per mirror of the list.
+pub fn write_list<W: Write>(out: &mut W, mirrors: &[crate::config::Mirror]) -> io::Result<()> {
+    for m in mirrors {
+        let mut serves: Vec<String> = Vec::new();
+        if !m.registry.is_empty() {
+            serves.push(m.registry.clone());
+        }
+        serves.extend(m.prefix_for.iter().map(|p| format!("{p}/")));
+        write!(
+            out,
+            "mirror={} url={} serves={} enabled={}",
+            value(&m.name),
+            value(m.url.as_str()),
+            value(&serves.join(",")),
+            m.enabled
+        )?;
+        if m.upstream {
+            write!(out, " upstream=true")?;
+        }
+        if let Some(n) = &m.notes {
+            write!(out, " notes={}", value(n))?;
+        }
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,36 @@ pub fn write_summary<W: Write>(out: &mut W, report: &PullReport, written: &str) 
     writeln!(out, "  {written}")
 }
 
+/// One `key=value` line, for logs and scripts.
+pub fn write_plain<W: Write>(out: &mut W, report: &PullReport, written: &str) -> io::Result<()> {
+    use super::plain::value;
+    let secs = report.elapsed.as_secs_f64().max(1e-3);
+    let sources: Vec<String> = report
+        .sources
+        .iter()
+        .map(|s| format!("{}:{}", s.name, s.bytes))
+        .collect();
+    let dropped: Vec<String> = report
+        .sources
+        .iter()
+        .filter_map(|s| s.dropped.as_ref().map(|d| format!("{}: {d}", s.name)))
+        .collect();
+    write!(
+        out,
+        "pulled reference={} digest={} bytes={} seconds={:.3} upstream_used={} sources={}",
+        value(&report.image.reference.to_string()),
+        value(&report.image.manifest_digest),
+        report.bytes,
+        secs,
+        report.used_upstream,
+        value(&sources.join(","))
+    )?;
+    if !dropped.is_empty() {
+        write!(out, " dropped={}", value(&dropped.join("; ")))?;
+    }
+    writeln!(out, " output={}", value(written))
+}
+
 /// Decimal units, as in the tables: `12.3 MB`.
 pub fn format_bytes(n: u64) -> String {
     let n = n as f64;

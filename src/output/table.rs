@@ -35,11 +35,16 @@ pub fn write_probe<W: Write>(
         width,
     );
     for (i, r) in results.iter().enumerate() {
-        let note = r
-            .error
-            .clone()
-            .or_else(|| r.mirror.notes.clone())
-            .unwrap_or_default();
+        // The error and the curated note both: "closed 2024-06" explains
+        // exactly the failure it sits beside. Long errors are cut here; plain
+        // and JSON carry them whole.
+        let error = r.error.as_deref().map(|e| crate::text::clean(e, 160));
+        let note = match (error, &r.mirror.notes) {
+            (Some(e), Some(n)) => format!("{e}\n({n})"),
+            (Some(e), None) => e,
+            (None, Some(n)) => n.clone(),
+            (None, None) => String::new(),
+        };
         t.add_row(vec![
             Cell::new(i + 1).set_alignment(CellAlignment::Right),
             Cell::new(&r.mirror.name),
@@ -57,32 +62,92 @@ pub fn write_route<W: Write>(out: &mut W, route: &crate::net::Route) -> io::Resu
     writeln!(out, "measured over: {route}")
 }
 
-/// The configured mirror list.
+/// Word-wrap `text` to `width` columns, each line after `indent`.
+fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && indent.len() + line.chars().count() + 1 + word.chars().count() > width {
+            out.push_str(indent);
+            out.push_str(&line);
+            out.push('\n');
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        out.push_str(indent);
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// The configured mirror list: a table on a wide terminal, two lines per
+/// mirror on a narrow one (a URL is never broken, notes wrap).
 pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror], width: Option<u16>) -> io::Result<()> {
-    let mut t = new_table(
-        &["mirror", "url", "serves", "provider", "enabled", "notes"],
-        width,
-    );
+    if let Some(w) = width.filter(|w| *w < 120) {
+        let w = usize::from(w).max(40);
+        let name_w = mirrors.iter().map(|m| m.name.len()).max().unwrap_or(0);
+        for m in mirrors {
+            let mut serves: Vec<String> = Vec::new();
+            if !m.registry.is_empty() {
+                serves.push(m.registry.clone());
+            }
+            serves.extend(m.prefix_for.iter().map(|p| format!("{p}/…")));
+            let state = match (m.upstream, m.enabled) {
+                (true, _) => " [origin]",
+                (false, false) => " [disabled]",
+                _ => "",
+            };
+            writeln!(
+                out,
+                "{:name_w$}  {}{state}",
+                m.name,
+                m.url.as_str().trim_end_matches('/')
+            )?;
+            let notes = match (&m.provider, &m.notes) {
+                (Some(p), Some(n)) => format!("{p}: {n}"),
+                (Some(p), None) => p.clone(),
+                (None, Some(n)) => n.clone(),
+                (None, None) => String::new(),
+            };
+            let line = format!("serves {}. {notes}", serves.join(", "));
+            write!(out, "{}", wrap(&line, w, "    "))?;
+        }
+        return Ok(());
+    }
+    let mut t = new_table(&["mirror", "url", "serves", "on", "notes"], width);
     for m in mirrors {
         let mut serves: Vec<String> = Vec::new();
         if !m.registry.is_empty() {
             serves.push(m.registry.clone());
         }
-        if !m.prefix_for.is_empty() {
-            serves.push(format!("prefix: {}", m.prefix_for.join(", ")));
-        }
+        serves.extend(m.prefix_for.iter().map(|p| format!("{p}/…")));
         let mut enabled = if m.enabled { "yes" } else { "no" }.to_owned();
         if m.upstream {
-            enabled.push_str(" (upstream)");
+            enabled = "origin".into();
         }
+        let notes = match (&m.provider, &m.notes) {
+            (Some(p), Some(n)) => format!("{p}: {n}"),
+            (Some(p), None) => p.clone(),
+            (None, Some(n)) => n.clone(),
+            (None, None) => String::new(),
+        };
         t.add_row(vec![
             m.name.clone(),
-            m.url.to_string(),
-            serves.join("; "),
-            m.provider.clone().unwrap_or_default(),
+            m.url.as_str().trim_end_matches('/').to_owned(),
+            serves.join(", "),
             enabled,
-            m.notes.clone().unwrap_or_default(),
+            notes,
         ]);
+    }
+    // URLs are never broken: prose wraps around them.
+    if let Some(c) = t.column_mut(1) {
+        c.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
     }
     writeln!(out, "{t}")
 }
@@ -114,6 +179,8 @@ mod tests {
         }
     }
 
+    /// Issue 15: a failing mirror shows its error and its curated note
+    /// ("closed 2024-06" explains the failure it sits beside).
     #[test]
     fn probe_table_snapshot() {
         let rows = [
@@ -142,7 +209,9 @@ mod tests {
 ╞══════════════════════════════════════════════════════════════════════════════════════════════╡
 │ 1   daocloud   ok              38 ms    12.3 MB/s   a note                                   │
 │ 2   ustc       forbidden       61 ms            -   HTTP 403 from /v2/: campus only          │
+│                                                     (a note)                                 │
 │ 3   nju        unreachable         -            -   /v2/: cannot connect: Connection refused │
+│                                                     (a note)                                 │
 └──────────────────────────────────────────────────────────────────────────────────────────────┘
 ";
         assert_eq!(text, expected, "\n{text}");

@@ -240,6 +240,24 @@ pub async fn probe(
     results
 }
 
+/// One line: how many mirrors came out in each status, `ok` first
+/// (`7 ok, 3 forbidden, 2 timeout`).
+pub fn summary(results: &[MirrorResult]) -> String {
+    let mut counts: Vec<(Status, usize)> = Vec::new();
+    for r in results {
+        match counts.iter_mut().find(|(s, _)| *s == r.status) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((r.status, 1)),
+        }
+    }
+    counts.sort_by_key(|(s, n)| (*s != Status::Ok, std::cmp::Reverse(*n), s.to_string()));
+    counts
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// When no mirror answered and every one failed to connect the same way,
 /// the fault is this machine's network (or DNS, or proxy), not the mirrors:
 /// one sentence that says so, instead of a table of dead mirrors.
