@@ -31,6 +31,9 @@ _dmirror() {
             dmirror,list)
                 cmd="dmirror__subcmd__list"
                 ;;
+            dmirror,man)
+                cmd="dmirror__subcmd__man"
+                ;;
             dmirror,probe)
                 cmd="dmirror__subcmd__probe"
                 ;;
@@ -54,6 +57,9 @@ _dmirror() {
                 ;;
             dmirror__subcmd__help,list)
                 cmd="dmirror__subcmd__help__subcmd__list"
+                ;;
+            dmirror__subcmd__help,man)
+                cmd="dmirror__subcmd__help__subcmd__man"
                 ;;
             dmirror__subcmd__help,probe)
                 cmd="dmirror__subcmd__help__subcmd__probe"
@@ -95,7 +101,7 @@ _dmirror() {
 
     case "${cmd}" in
         dmirror)
-            opts="-h -V --help --version probe apply pull list history schedule completions help"
+            opts="-h -V --help --version probe apply pull list history schedule completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -237,7 +243,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__help)
-            opts="probe apply pull list history schedule completions help"
+            opts="probe apply pull list history schedule completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -307,6 +313,20 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -451,6 +471,20 @@ _dmirror() {
                     COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__man)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

@@ -37,6 +37,9 @@ pub enum Command {
     Schedule(ScheduleCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Print the man page (roff), generated from this command line.
+    #[command(hide = true)]
+    Man,
 }
 
 /// The network path and the TLS trust, as the Docker engine has them.

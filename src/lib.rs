@@ -71,6 +71,7 @@ async fn dispatch(cli: &Cli) -> CommandResult {
         Command::History(args) => commands::history::run(args),
         Command::Schedule(c) => commands::schedule::run(c),
         Command::Completions(args) => commands::completions::run(args),
+        Command::Man => commands::completions::man(),
     }
 }
 

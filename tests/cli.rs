@@ -153,6 +153,22 @@ fn bad_input_exits_2_and_names_the_problem() {
     assert!(err.contains("disabled"), "{err}");
 }
 
+/// Issue 15, item 5: the committed man page is what the CLI generates.
+#[test]
+fn committed_man_page_is_current() {
+    let lab = Lab::new();
+    let (code, generated, _) = run(&lab, &["man"]);
+    assert_eq!(code, 0);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("man/dmirror.1");
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        generated == committed,
+        "{} is out of date; run: cargo run -- man > man/dmirror.1",
+        path.display()
+    );
+    assert!(generated.contains(".TH dmirror") && generated.contains("apply"));
+}
+
 /// A mirror list of `n` entries.
 fn big_list(lab: &Lab, n: usize) -> std::path::PathBuf {
     let entries: Vec<(String, String)> = (0..n)
