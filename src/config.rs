@@ -36,6 +36,8 @@ pub struct Mirror {
     /// Registries this mirror serves under `/v2/<registry>/<repository>`
     /// (prefix mirrors).
     pub prefix_for: Vec<String>,
+    /// When the entry's facts were last checked by hand, `YYYY-MM-DD`.
+    pub checked: Option<String>,
 }
 
 impl Mirror {
@@ -51,6 +53,7 @@ impl Mirror {
             upstream: false,
             registry: crate::reference::DOCKER_HUB.to_owned(),
             prefix_for: Vec::new(),
+            checked: None,
         }
     }
 
@@ -135,6 +138,7 @@ struct RawMirror {
     upstream: Option<bool>,
     registry: Option<Spanned<String>>,
     prefix_for: Option<Spanned<Vec<String>>>,
+    checked: Option<Spanned<String>>,
 }
 
 /// Bound on a mirror list file: far above any real list.
@@ -273,6 +277,16 @@ impl MirrorList {
                 ),
                 None => None,
             };
+            let checked = match &entry.checked {
+                Some(c) => Some(validate_date(c.get_ref()).map_err(|m| ConfigError::Invalid {
+                    origin: origin.clone(),
+                    line: line_of(&line_starts, c.span().start),
+                    name: name.clone(),
+                    field: "checked",
+                    message: m,
+                })?),
+                None => None,
+            };
             match index.get(&name).and_then(|&i| self.mirrors.get_mut(i)) {
                 Some(existing) => {
                     if let Some(r) = registry {
@@ -286,6 +300,9 @@ impl MirrorList {
                     }
                     if entry.provider.is_some() {
                         existing.provider = entry.provider;
+                    }
+                    if checked.is_some() {
+                        existing.checked = checked;
                     }
                     if entry.notes.is_some() {
                         existing.notes = entry.notes;
@@ -322,6 +339,7 @@ impl MirrorList {
                             None => crate::reference::DOCKER_HUB.to_owned(),
                         }),
                         prefix_for: prefix_for.unwrap_or_default(),
+                        checked,
                     });
                 }
             }
@@ -333,6 +351,24 @@ impl MirrorList {
 /// The 1-based line holding byte `offset`, given where each line starts.
 fn line_of(line_starts: &[usize], offset: usize) -> usize {
     line_starts.partition_point(|&s| s <= offset).max(1)
+}
+
+/// A `checked` date, `YYYY-MM-DD`.
+fn validate_date(s: &str) -> Result<String, String> {
+    let bad = || format!("{s:?} is not a date; write it as YYYY-MM-DD");
+    let parts: Vec<&str> = s.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return Err(bad());
+    };
+    let num = |p: &str, len: usize| {
+        (p.len() == len && p.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| p.parse::<u32>().ok())
+            .flatten()
+    };
+    match (num(y, 4), num(m, 2), num(d, 2)) {
+        (Some(_), Some(1..=12), Some(1..=31)) => Ok(s.to_owned()),
+        _ => Err(bad()),
+    }
 }
 
 /// A registry as image references name it: `docker.io`, `ghcr.io`,
@@ -420,15 +456,44 @@ mod tests {
         Ok(l)
     }
 
+    /// Issue 15, item 4: one upstream reference row for every registry a
+    /// root mirror serves; closed, campus- and cloud-only mirrors disabled.
     #[test]
     fn builtin_list_is_valid_and_has_a_reference_row() {
         let mut l = MirrorList::default();
         l.merge_str(BUILTIN, Origin::Builtin).unwrap();
         assert!(l.mirrors.len() >= 10);
-        assert_eq!(l.mirrors.iter().filter(|m| m.upstream).count(), 1);
+        let upstreams: Vec<&str> = l
+            .mirrors
+            .iter()
+            .filter(|m| m.upstream)
+            .map(|m| m.registry.as_str())
+            .collect();
+        for m in l.mirrors.iter().filter(|m| !m.upstream && !m.registry.is_empty()) {
+            assert!(
+                upstreams.contains(&m.registry.as_str()),
+                "{} serves {} but the list has no upstream row for it",
+                m.name,
+                m.registry
+            );
+        }
         for m in &l.mirrors {
             assert!(m.notes.is_some(), "{} has no note", m.name);
         }
+        for closed in ["nju", "ustc", "tencent"] {
+            let m = l.mirrors.iter().find(|m| m.name == closed).unwrap();
+            assert!(!m.enabled, "{closed} should be disabled by default");
+        }
+    }
+
+    #[test]
+    fn checked_dates_are_validated() {
+        let ok = parse("[[mirror]]\nname = \"a\"\nurl = \"https://a.example\"\nchecked = \"2026-11-01\"\n").unwrap();
+        assert_eq!(ok.mirrors[0].checked.as_deref(), Some("2026-11-01"));
+        let err = parse("[[mirror]]\nname = \"a\"\nurl = \"https://a.example\"\nchecked = \"last week\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("checked") && err.contains("YYYY-MM-DD"), "{err}");
     }
 
     #[test]

@@ -71,6 +71,8 @@ struct ListEntry<'a> {
     registry: &'a str,
     /// Registries served under `/v2/<registry>/`.
     prefix_for: &'a [String],
+    /// When the entry was last checked by hand, `YYYY-MM-DD`.
+    checked: Option<&'a str>,
 }
 
 pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror]) -> io::Result<()> {
@@ -86,6 +88,7 @@ pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror]) -> io::Result<()> {
             upstream: m.upstream,
             registry: &m.registry,
             prefix_for: &m.prefix_for,
+            checked: m.checked.as_deref(),
         })
         .collect();
     serde_json::to_writer_pretty(&mut *out, &serde_json::json!({ "mirrors": entries }))?;

@@ -84,6 +84,9 @@ pub fn write_list<W: Write>(out: &mut W, mirrors: &[crate::config::Mirror]) -> i
         if m.upstream {
             write!(out, " upstream=true")?;
         }
+        if let Some(c) = &m.checked {
+            write!(out, " checked={c}")?;
+        }
         if let Some(n) = &m.notes {
             write!(out, " notes={}", value(n))?;
         }

@@ -115,7 +115,12 @@ pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror], width: Option<u16>)
                 (None, Some(n)) => n.clone(),
                 (None, None) => String::new(),
             };
-            let line = format!("serves {}. {notes}", serves.join(", "));
+            let checked = m
+                .checked
+                .as_ref()
+                .map(|c| format!(" (checked {c})"))
+                .unwrap_or_default();
+            let line = format!("serves {}. {notes}{checked}", serves.join(", "));
             write!(out, "{}", wrap(&line, w, "    "))?;
         }
         return Ok(());
@@ -131,12 +136,15 @@ pub fn write_list<W: Write>(out: &mut W, mirrors: &[Mirror], width: Option<u16>)
         if m.upstream {
             enabled = "origin".into();
         }
-        let notes = match (&m.provider, &m.notes) {
+        let mut notes = match (&m.provider, &m.notes) {
             (Some(p), Some(n)) => format!("{p}: {n}"),
             (Some(p), None) => p.clone(),
             (None, Some(n)) => n.clone(),
             (None, None) => String::new(),
         };
+        if let Some(c) = &m.checked {
+            notes.push_str(&format!(" (checked {c})"));
+        }
         t.add_row(vec![
             m.name.clone(),
             m.url.as_str().trim_end_matches('/').to_owned(),
