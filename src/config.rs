@@ -278,13 +278,15 @@ impl MirrorList {
                 None => None,
             };
             let checked = match &entry.checked {
-                Some(c) => Some(validate_date(c.get_ref()).map_err(|m| ConfigError::Invalid {
-                    origin: origin.clone(),
-                    line: line_of(&line_starts, c.span().start),
-                    name: name.clone(),
-                    field: "checked",
-                    message: m,
-                })?),
+                Some(c) => Some(
+                    validate_date(c.get_ref()).map_err(|m| ConfigError::Invalid {
+                        origin: origin.clone(),
+                        line: line_of(&line_starts, c.span().start),
+                        name: name.clone(),
+                        field: "checked",
+                        message: m,
+                    })?,
+                ),
                 None => None,
             };
             match index.get(&name).and_then(|&i| self.mirrors.get_mut(i)) {
@@ -469,7 +471,11 @@ mod tests {
             .filter(|m| m.upstream)
             .map(|m| m.registry.as_str())
             .collect();
-        for m in l.mirrors.iter().filter(|m| !m.upstream && !m.registry.is_empty()) {
+        for m in l
+            .mirrors
+            .iter()
+            .filter(|m| !m.upstream && !m.registry.is_empty())
+        {
             assert!(
                 upstreams.contains(&m.registry.as_str()),
                 "{} serves {} but the list has no upstream row for it",
@@ -488,12 +494,20 @@ mod tests {
 
     #[test]
     fn checked_dates_are_validated() {
-        let ok = parse("[[mirror]]\nname = \"a\"\nurl = \"https://a.example\"\nchecked = \"2026-11-01\"\n").unwrap();
+        let ok = parse(
+            "[[mirror]]\nname = \"a\"\nurl = \"https://a.example\"\nchecked = \"2026-11-01\"\n",
+        )
+        .unwrap();
         assert_eq!(ok.mirrors[0].checked.as_deref(), Some("2026-11-01"));
-        let err = parse("[[mirror]]\nname = \"a\"\nurl = \"https://a.example\"\nchecked = \"last week\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("checked") && err.contains("YYYY-MM-DD"), "{err}");
+        let err = parse(
+            "[[mirror]]\nname = \"a\"\nurl = \"https://a.example\"\nchecked = \"last week\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("checked") && err.contains("YYYY-MM-DD"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -200,7 +200,11 @@ fn every_printing_command_takes_the_same_formats() {
     assert!(out.contains("http://127.0.0.1:1024"), "{out}");
     let (code, _, err) = run(&lab, &["list", "-m", l, "-f", "prometheus"]);
     assert_eq!(code, 2, "{err}");
-    for args in [&["history"][..], &["history", "-f", "plain"], &["history", "-j", "-m", l]] {
+    for args in [
+        &["history"][..],
+        &["history", "-f", "plain"],
+        &["history", "-j", "-m", l],
+    ] {
         let (code, _, err) = run(&lab, args);
         assert_eq!(code, 0, "{args:?}: {err}");
     }
