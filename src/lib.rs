@@ -50,6 +50,10 @@ pub fn run(cli: Cli) -> ExitStatus {
             _ = tokio::signal::ctrl_c() => Ok(ExitStatus::Interrupted),
         }
     });
+    if matches!(outcome, Ok(ExitStatus::Interrupted)) {
+        // Ctrl-C: clear the progress bars still drawn, before their tasks go.
+        output::progress::clear_all();
+    }
     // Do not wait for stragglers (a mirror that never answers) on the way out.
     runtime.shutdown_background();
     match outcome {

@@ -71,6 +71,7 @@ pub async fn run(args: &PullArgs) -> CommandResult {
     let drawer: Mutex<Option<tokio::task::JoinHandle<()>>> = Mutex::new(None);
     let loader: Mutex<Option<deliver::Loader>> = Mutex::new(None);
     let spinner = multi.add(ProgressBar::new_spinner());
+    output::progress::track(&spinner);
     let stop = Arc::new(AtomicBool::new(false));
     let events = |e: PullEvent| match e {
         PullEvent::Probing { mirrors } => {

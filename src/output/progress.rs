@@ -15,6 +15,30 @@ use crate::probe::Event;
 use crate::pull::download::Progress;
 use crate::registry::manifest::Descriptor;
 
+/// Bars on screen, so that an interrupted run can clear them.
+static LIVE: std::sync::Mutex<Vec<ProgressBar>> = std::sync::Mutex::new(Vec::new());
+
+pub fn track(bar: &ProgressBar) {
+    if let Ok(mut live) = LIVE.lock() {
+        live.retain(|b| !b.is_finished());
+        live.push(bar.clone());
+    }
+}
+
+/// Clear every bar still drawn (Ctrl-C): no spinner line is left behind.
+pub fn clear_all() {
+    if let Ok(mut live) = LIVE.lock() {
+        for b in live.drain(..) {
+            b.finish_and_clear();
+        }
+    }
+}
+
+/// `1.7 s`, not `1s 666ms 666us 666ns`.
+fn seconds(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
 /// A probe's event sender, and the task drawing its events; the task ends
 /// once the sender (and every clone) is dropped.
 pub fn probe_bar() -> (UnboundedSender<Event>, JoinHandle<()>) {
@@ -26,27 +50,43 @@ pub fn probe_bar() -> (UnboundedSender<Event>, JoinHandle<()>) {
 pub async fn draw(mut events: UnboundedReceiver<Event>) {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     let style =
-        ProgressStyle::with_template("{spinner} {prefix:.bold} [{bar:25}] {pos}/{len} {wide_msg}")
+        ProgressStyle::with_template("{spinner} {prefix:.bold} [{bar:25}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
     bar.set_style(style);
     bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    track(&bar);
+    // The mirrors still being checked: what the user is waiting for.
+    let mut pending: Vec<String> = Vec::new();
+    let waiting = |pending: &[String]| {
+        let shown: Vec<&str> = pending.iter().take(3).map(String::as_str).collect();
+        let more = pending.len().saturating_sub(3);
+        let more = if more > 0 {
+            format!(" +{more}")
+        } else {
+            String::new()
+        };
+        format!("waiting for {}{more}", shown.join(", "))
+    };
     while let Some(event) = events.recv().await {
         match event {
-            Event::HealthStarted { total } => {
+            Event::HealthStarted { names } => {
                 bar.set_prefix("checking");
-                bar.set_length(total as u64);
+                bar.set_length(names.len() as u64);
                 bar.set_position(0);
+                pending = names;
+                bar.set_message(waiting(&pending));
             }
-            Event::HealthDone { name, status } => {
+            Event::HealthDone { name, .. } => {
                 bar.inc(1);
-                bar.set_message(format!("{name}: {status}"));
+                pending.retain(|p| *p != name);
+                bar.set_message(waiting(&pending));
             }
             Event::MeasureStarted { total, window } => {
                 bar.set_prefix("measuring");
                 bar.set_length(total as u64);
                 bar.set_position(0);
-                bar.set_message(format!("{} per mirror", humantime::format_duration(window)));
+                bar.set_message(format!("{} per mirror", seconds(window)));
             }
             Event::MeasureDone {
                 name,
@@ -78,16 +118,23 @@ pub async fn draw_pull(
         .iter()
         .map(|l| {
             let b = multi.add(ProgressBar::new(l.size));
-            b.set_style(style("  {prefix} [{bar:30}] {bytes}/{total_bytes}"));
+            b.set_style(style(
+                "  {prefix} [{bar:30}] {decimal_bytes}/{decimal_total_bytes}",
+            ));
             b.set_prefix(l.digest.chars().skip(7).take(12).collect::<String>());
+            track(&b);
             b
         })
         .collect();
     let all = multi.add(ProgressBar::new(total));
+    // Sizes and speeds in decimal units, as the tables print them; the
+    // mirrors serving on a line of their own, so a narrow terminal never
+    // cuts them off.
     all.set_style(style(
-        "{prefix:.bold} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {wide_msg}",
+        "{prefix:.bold} [{bar:20}] {decimal_bytes}/{decimal_total_bytes} {decimal_bytes_per_sec} eta {eta}\n  {wide_msg}",
     ));
     all.set_prefix("total");
+    track(&all);
     loop {
         let done = stop.load(Ordering::Acquire);
         let mut sum = 0;

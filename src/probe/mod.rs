@@ -81,7 +81,8 @@ pub struct MirrorResult {
 #[derive(Debug, Clone)]
 pub enum Event {
     HealthStarted {
-        total: usize,
+        /// The mirrors being checked, by name.
+        names: Vec<String>,
     },
     HealthDone {
         name: String,
@@ -115,7 +116,7 @@ pub async fn probe(
     };
     let settings = Arc::new(settings.clone());
     emit(Event::HealthStarted {
-        total: settings.mirrors.len(),
+        names: settings.mirrors.iter().map(|m| m.name.clone()).collect(),
     });
 
     // One client for every host certs.d says nothing about (building one
@@ -207,6 +208,8 @@ pub async fn probe(
         .map(|(i, h)| {
             let repo = repos[i].clone();
             let settings = settings.clone();
+            let name = results[i].mirror.name.clone();
+            let events = events.clone();
             async move {
                 let r = throughput::sample(
                     &h.client,
@@ -216,6 +219,13 @@ pub async fn probe(
                     settings.sample_bytes,
                 )
                 .await;
+                // As each sample ends, so the count moves.
+                if let Some(tx) = &events {
+                    let _ = tx.send(Event::MeasureDone {
+                        name,
+                        throughput_bps: r.as_ref().ok().copied(),
+                    });
+                }
                 (i, r)
             }
         })
@@ -232,10 +242,6 @@ pub async fn probe(
                 r.error = Some(e.message);
             }
         }
-        emit(Event::MeasureDone {
-            name: r.mirror.name.clone(),
-            throughput_bps: r.throughput_bps,
-        });
     }
     results
 }

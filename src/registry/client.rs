@@ -415,10 +415,21 @@ impl RegistryClient {
                     req = req.header(AUTHORIZATION, a.as_str());
                 }
             }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| RegistryError::from_transport(&e, url.as_str()))?;
+            let retry = req.try_clone();
+            let resp = match req.send().await {
+                Ok(r) => r,
+                // A pooled keep-alive connection the server (or a proxy)
+                // closed as we reused it: the request never reached
+                // anyone, so one fresh try is safe (it is a GET).
+                Err(e) if closed_before_answer(&e) => match retry {
+                    Some(again) => again
+                        .send()
+                        .await
+                        .map_err(|e| RegistryError::from_transport(&e, url.as_str()))?,
+                    None => return Err(RegistryError::from_transport(&e, url.as_str())),
+                },
+                Err(e) => return Err(RegistryError::from_transport(&e, url.as_str())),
+            };
             if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
                 return Ok(resp);
             }
@@ -454,6 +465,21 @@ impl RegistryClient {
             self.max_redirects
         )))
     }
+}
+
+/// Whether `e` is a connection closed before any answer came (hyper's
+/// "connection closed before message completed" on a reused connection).
+fn closed_before_answer(e: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(e);
+    while let Some(s) = source {
+        if s.to_string()
+            .contains("connection closed before message completed")
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn same_origin(a: &Url, b: &Url) -> bool {
