@@ -917,3 +917,47 @@ fn docker_29_with_the_containerd_store_gets_hosts_files() {
         "dry run wrote"
     );
 }
+
+/// Issue 15, item 6: a pull starts once the tag's digest is settled; a
+/// mirror that accepts connections and never answers does not hold it back
+/// for the whole --timeout.
+#[test]
+fn a_hanging_mirror_does_not_delay_a_pull() {
+    let mut lab = Lab::new();
+    let image = Image::synthetic(44, "amd64", &[64 * 1024]);
+    let good = registry(Content::of(&image), |_| None);
+    let hang = format!("http://127.0.0.1:{}", lab.hanging_port());
+    let refused = format!("http://127.0.0.1:{}", lab.refused_port());
+    let m = lab.mirrors_toml(
+        "m.toml",
+        &[
+            ("hang", hang, ""),
+            ("good", good, ""),
+            ("origin", refused, "upstream = true"),
+        ],
+    );
+    let dir = lab.path("out");
+    let dest = format!("oci:{}", dir.display());
+    let mut args = pull_args(&m, &dest);
+    // A long timeout: waiting for the hanging mirror would show.
+    let t = args.iter().position(|a| *a == "--timeout").unwrap();
+    args[t + 1] = "20s";
+    args.push("--json");
+    let start = Instant::now();
+    let out = run_bounded(dmirror(&lab).args(args), Duration::from_secs(60));
+    let took = start.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        took < Duration::from_secs(10),
+        "the pull waited {took:?} for a mirror that never answers"
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let good = doc["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "good")
+        .cloned()
+        .unwrap_or_default();
+    assert!(good["bytes"].as_u64().unwrap_or(0) > 0, "{doc}");
+}

@@ -59,6 +59,7 @@ pub fn settings(
         budget: args.budget,
         sample_bytes: SAMPLE_BYTES,
         network: network.clone(),
+        settle_early: false,
     })
 }
 

@@ -42,6 +42,7 @@ async fn resolve(args: &PullArgs) -> Result<(PullSettings, Output), Failure> {
             budget: Duration::ZERO,
             sample_bytes: 0,
             network: super::network(&args.net).await?,
+            settle_early: true,
         },
         cache_root,
         per_source: args.connections as usize,

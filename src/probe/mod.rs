@@ -60,6 +60,9 @@ pub struct ProbeSettings {
     pub sample_bytes: u64,
     /// The route out and the trust, as the Docker engine has them.
     pub network: crate::net::Network,
+    /// Return once the tag's digest is settled instead of waiting for every
+    /// mirror's check (pull: a hanging mirror must not delay it).
+    pub settle_early: bool,
 }
 
 /// What the probe learnt of one mirror.
@@ -128,7 +131,7 @@ pub async fn probe(
         any.map(|u| http_client(&opts, &u))
     };
     let (secure, insecure) = (shared(false), shared(true));
-    let checks = settings.mirrors.iter().map(|mirror| {
+    let checks = settings.mirrors.iter().enumerate().map(|(index, mirror)| {
         let http = if settings.network.trust.has_host(&mirror.url) {
             http_client(&options(&settings, mirror.insecure), &mirror.url)
         } else {
@@ -168,12 +171,56 @@ pub async fn probe(
                     status: result.status,
                 });
             }
-            (result, healthy)
+            (index, result, healthy)
         }
     });
-    let checked: Vec<(MirrorResult, Option<Healthy>)> = futures::future::join_all(checks).await;
-    let (mut results, healthy): (Vec<MirrorResult>, Vec<Option<Healthy>>) =
-        checked.into_iter().unzip();
+    let mut pending: futures::stream::FuturesUnordered<_> = checks.collect();
+    let mut checked: Vec<Option<(MirrorResult, Option<Healthy>)>> =
+        (0..settings.mirrors.len()).map(|_| None).collect();
+    // `settle_early` (pull): stop waiting once the tag's digest is settled —
+    // upstream answered, or a short grace after the first healthy mirror —
+    // so a mirror that never answers does not hold the pull back.
+    let start = tokio::time::Instant::now();
+    let mut deadline: Option<tokio::time::Instant> = None;
+    loop {
+        let next = match deadline {
+            Some(d) => match tokio::time::timeout_at(d, pending.next()).await {
+                Ok(n) => n,
+                Err(_) => break,
+            },
+            None => pending.next().await,
+        };
+        let Some((i, result, healthy)) = next else {
+            break;
+        };
+        let ok = result.status == Status::Ok;
+        let upstream = result.mirror.upstream;
+        checked[i] = Some((result, healthy));
+        if settings.settle_early && ok {
+            if upstream {
+                break;
+            }
+            let grace = start.elapsed().max(Duration::from_millis(300));
+            deadline.get_or_insert(tokio::time::Instant::now() + grace);
+        }
+    }
+    let (mut results, healthy): (Vec<MirrorResult>, Vec<Option<Healthy>>) = checked
+        .into_iter()
+        .zip(settings.mirrors.iter())
+        .map(|(c, m)| {
+            c.unwrap_or_else(|| {
+                let r = MirrorResult {
+                    mirror: m.clone(),
+                    status: Status::Timeout,
+                    latency: None,
+                    throughput_bps: None,
+                    digest: None,
+                    error: Some("still being checked when the pull started without it".into()),
+                };
+                (r, None)
+            })
+        })
+        .unzip();
 
     mark_stale(&mut results, &settings.image);
 
