@@ -80,7 +80,7 @@ fn main() {
             ("origin", refused, "upstream = true"),
         ],
     );
-    let mut time = |list: &std::path::Path, run: usize| {
+    let time = |list: &std::path::Path, run: usize| {
         let cache = lab.path(&format!(
             "cache-{}-{run}",
             list.file_stem().unwrap().to_string_lossy()
