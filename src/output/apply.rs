@@ -170,8 +170,35 @@ fn docker_plain<W: Write>(out: &mut W, r: &RegistryReport) -> io::Result<()> {
 }
 
 /// What apply changed in daemon.json: the old list beside the new one.
+/// Below this many columns, before/after lists are printed one URL a line
+/// instead of side by side: a URL is never broken.
+const SIDE_BY_SIDE: u16 = 110;
+
+/// `before` and `after` of one configuration, one URL a line.
+fn before_after<W: Write>(out: &mut W, old: &[String], new: &[String]) -> io::Result<()> {
+    for (label, list) in [("before", old), ("after", new)] {
+        if list.is_empty() {
+            writeln!(out, "  {label}: -")?;
+        } else {
+            writeln!(out, "  {label}:")?;
+            for (i, u) in list.iter().enumerate() {
+                writeln!(out, "    {}. {u}", i + 1)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn docker_table<W: Write>(out: &mut W, r: &RegistryReport, width: Option<u16>) -> io::Result<()> {
     let title = format!("registry-mirrors in {}", r.file.display());
+    if width.is_some_and(|w| w < SIDE_BY_SIDE) {
+        writeln!(out, "\n{title}")?;
+        before_after(out, &r.old, &r.new)?;
+        if let Some(a) = &r.action {
+            writeln!(out, "dockerd: {a}")?;
+        }
+        return writeln!(out, "{}: {}", r.outcome, r.message);
+    }
     let mut t = table::new_table(&["#", "before", "after"], width);
     for i in 0..r.old.len().max(r.new.len()) {
         t.add_row(vec![
@@ -189,6 +216,17 @@ fn docker_table<W: Write>(out: &mut W, r: &RegistryReport, width: Option<u16>) -
 
 /// What apply did to each registry's configuration (containerd, podman).
 fn runtime_table<W: Write>(out: &mut W, report: &Report, width: Option<u16>) -> io::Result<()> {
+    if width.is_some_and(|w| w < SIDE_BY_SIDE) {
+        writeln!(out, "\n{} mirrors", report.target)?;
+        for r in &report.registries {
+            writeln!(out, "{} ({}):", r.registry, r.outcome)?;
+            before_after(out, &r.old, &r.new)?;
+        }
+        for r in &report.registries {
+            writeln!(out, "{}: {}: {}", r.registry, r.outcome, r.message)?;
+        }
+        return Ok(());
+    }
     let mut t = table::new_table(&["registry", "before", "after", "outcome"], width);
     let list = |l: &[String]| {
         if l.is_empty() {
@@ -210,4 +248,41 @@ fn runtime_table<W: Write>(out: &mut W, report: &Report, width: Option<u16>) -> 
         writeln!(out, "{}: {}: {}", r.registry, r.outcome, r.message)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::{Outcome, RegistryReport};
+    use crate::ranked::Ranked;
+
+    /// Issue 15: at 80 columns the before/after lists keep every URL whole.
+    #[test]
+    fn narrow_terminals_get_one_url_a_line() {
+        let url = "https://a-rather-long-mirror-host-name.example.internal:8443/v2/ghcr.io";
+        let report = Report {
+            target: "containerd",
+            registries: vec![RegistryReport {
+                registry: "ghcr.io".into(),
+                image: "ghcr.io/containerd/busybox:1.36".parse().unwrap(),
+                ranked: Ranked {
+                    results: Vec::new(),
+                    history: None,
+                    at: std::time::SystemTime::now(),
+                },
+                file: "/etc/containerd/certs.d/ghcr.io/hosts.toml".into(),
+                old: vec![url.into()],
+                new: vec![url.into(), "https://ghcr.m.example".into()],
+                outcome: Outcome::Written,
+                message: "written".into(),
+                action: None,
+                running: None,
+            }],
+        };
+        let mut out = Vec::new();
+        runtime_table(&mut out, &report, Some(80)).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches(url).count(), 2, "{text}");
+        assert!(text.lines().all(|l| l.chars().count() <= 80), "{text}");
+    }
 }
