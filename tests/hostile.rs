@@ -961,3 +961,79 @@ fn a_hanging_mirror_does_not_delay_a_pull() {
         .unwrap_or_default();
     assert!(good["bytes"].as_u64().unwrap_or(0) > 0, "{doc}");
 }
+
+/// Issue 15, item 6: a mirror whose check ends after the pull started joins
+/// it when it passes, and takes a share of the bytes.
+#[test]
+fn a_mirror_that_passes_late_joins_the_pull() {
+    let lab = Lab::new();
+    let image = Image::synthetic(45, "amd64", &[6 << 20]);
+    let layer = image.layers[0].digest.clone();
+    let blob = image.layers[0].bytes.clone();
+    // The first mirror is healthy at once but slow to send the layer.
+    let paced = registry(Content::of(&image), move |req| {
+        if !(req.path.ends_with(&layer) && req.method == "GET") {
+            return None;
+        }
+        let (s, e) = req
+            .header("Range")
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.split_once('-'))
+            .map(|(s, e)| {
+                (
+                    s.parse().unwrap_or(0),
+                    e.parse::<usize>().map_or(blob.len(), |e| e + 1),
+                )
+            })
+            .unwrap_or((0, blob.len()));
+        let e = e.min(blob.len());
+        Some(Reply {
+            status: if req.header("Range").is_some() {
+                206
+            } else {
+                200
+            },
+            headers: vec![(
+                "Content-Range".into(),
+                format!("bytes {s}-{}/{}", e - 1, blob.len()),
+            )],
+            body: blob[s..e].to_vec(),
+            trickle: Some(Duration::from_millis(50)),
+            piece: 32 * 1024,
+        })
+    });
+    // The second answers its first request only after 1.5 s, then is fast.
+    let late = registry(Content::of(&image), |req| {
+        if req.path == "/v2/" {
+            std::thread::sleep(Duration::from_millis(1500));
+        }
+        None
+    });
+    let refused = format!("http://127.0.0.1:{}", lab.refused_port());
+    let m = lab.mirrors_toml(
+        "m.toml",
+        &[
+            ("paced", paced, ""),
+            ("late", late, ""),
+            ("origin", refused, "upstream = true"),
+        ],
+    );
+    let dir = lab.path("out");
+    let dest = format!("oci:{}", dir.display());
+    let mut args = pull_args(&m, &dest);
+    args.push("--json");
+    let out = run_bounded(dmirror(&lab).args(args), Duration::from_secs(90));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let late = doc["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "late")
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        late["bytes"].as_u64().unwrap_or(0) > 0,
+        "the late mirror took no share: {doc}"
+    );
+}

@@ -112,6 +112,22 @@ pub async fn probe(
     settings: &ProbeSettings,
     events: Option<UnboundedSender<Event>>,
 ) -> Vec<MirrorResult> {
+    probe_settling(settings, events).await.0
+}
+
+/// The error of a mirror whose check had not ended when the digest settled.
+pub const STILL_CHECKING: &str = "still being checked when the pull started without it";
+
+/// `probe`; with `settle_early`, also the checks still running when the
+/// digest settled, whose results arrive on the receiver as they end (a
+/// pull adds those mirrors as they pass).
+pub async fn probe_settling(
+    settings: &ProbeSettings,
+    events: Option<UnboundedSender<Event>>,
+) -> (
+    Vec<MirrorResult>,
+    Option<tokio::sync::mpsc::UnboundedReceiver<MirrorResult>>,
+) {
     let emit = |e: Event| {
         if let Some(tx) = &events {
             let _ = tx.send(e);
@@ -141,6 +157,7 @@ pub async fn probe(
         };
         let settings = settings.clone();
         let events = events.clone();
+        let mirror = mirror.clone();
         async move {
             let mut result = MirrorResult {
                 mirror: mirror.clone(),
@@ -204,6 +221,19 @@ pub async fn probe(
             deadline.get_or_insert(tokio::time::Instant::now() + grace);
         }
     }
+    // The checks still running go on in the background for whoever wants
+    // their results.
+    let late = (settings.settle_early && !pending.is_empty()).then(|| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some((_, result, _)) = pending.next().await {
+                if tx.send(result).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    });
     let (mut results, healthy): (Vec<MirrorResult>, Vec<Option<Healthy>>) = checked
         .into_iter()
         .zip(settings.mirrors.iter())
@@ -215,7 +245,7 @@ pub async fn probe(
                     latency: None,
                     throughput_bps: None,
                     digest: None,
-                    error: Some("still being checked when the pull started without it".into()),
+                    error: Some(STILL_CHECKING.into()),
                 };
                 (r, None)
             })
@@ -290,7 +320,7 @@ pub async fn probe(
             }
         }
     }
-    results
+    (results, late)
 }
 
 /// One line: how many mirrors came out in each status, `ok` first

@@ -136,7 +136,7 @@ pub async fn pull(
     events(PullEvent::Probing {
         mirrors: settings.probe.mirrors.len(),
     });
-    let mut results = probe::probe(&settings.probe, None).await;
+    let (mut results, late_results) = probe::probe_settling(&settings.probe, None).await;
     rank::rank(&mut results);
 
     let opts = ClientOptions {
@@ -144,22 +144,7 @@ pub async fn pull(
         network: settings.probe.network.clone(),
         ..ClientOptions::default()
     };
-    let make = |m: &Mirror| -> Result<Source, RegistryError> {
-        let http = http_client(
-            &ClientOptions {
-                insecure: m.insecure,
-                ..opts.clone()
-            },
-            &m.url,
-        )?;
-        Ok(Source {
-            name: m.name.clone(),
-            client: crate::registry::client::for_registry(http, &m.url, &opts),
-            repo: m
-                .repository_for(&image)
-                .unwrap_or_else(|| image.repository.clone()),
-        })
-    };
+    let make = |m: &Mirror| source_for(&opts, &image, m);
     let fresh: Vec<&MirrorResult> = results.iter().filter(|r| r.status == Status::Ok).collect();
     let upstream = upstream_of(&settings.probe.mirrors, &image);
     let mut used_upstream = false;
@@ -281,17 +266,53 @@ pub async fn pull(
     };
     let mut outcomes = Vec::new();
     let mut earlier: Vec<String> = Vec::new();
+    // Mirrors still being checked when the pull started join it as they
+    // pass, if they serve the digest the pull settled on.
+    let mut late = download::Late::default();
+    if let (Some(mut rx), false) = (late_results, used_upstream) {
+        late.names = results
+            .iter()
+            .filter(|r| r.error.as_deref() == Some(probe::STILL_CHECKING))
+            .map(|r| r.mirror.name.clone())
+            .collect();
+        let (tx, arrivals) = tokio::sync::mpsc::unbounded_channel();
+        let want = wanted_ref.clone();
+        let (opts, image) = (opts.clone(), image.clone());
+        let make = move |m: &Mirror| source_for(&opts, &image, m);
+        tokio::spawn(async move {
+            while let Some(r) = rx.recv().await {
+                let fresh = r.status == Status::Ok
+                    && !r.mirror.upstream
+                    && r.digest.as_deref().is_none_or(|d| d == want);
+                if fresh {
+                    if let Ok(src) = make(&r.mirror) {
+                        if tx.send(src).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        late.arrivals = Some(arrivals);
+    }
     let mut attempt = sources;
     loop {
-        let progress = Arc::new(Progress::new(wanted.len(), attempt.len()));
+        let late_now = std::mem::take(&mut late);
+        let names: Vec<String> = attempt
+            .iter()
+            .map(|s| s.name.clone())
+            .chain(late_now.names.iter().cloned())
+            .collect();
+        let progress = Arc::new(Progress::new(wanted.len(), names.len()));
         events(PullEvent::Downloading {
             image: Box::new(pulled.clone()),
-            sources: attempt.iter().map(|s| s.name.clone()).collect(),
+            sources: names,
             progress: progress.clone(),
         });
         let result = download::fetch_all(
             &cache,
             attempt,
+            late_now,
             &wanted,
             settings.per_source,
             progress,
@@ -336,6 +357,28 @@ pub async fn pull(
         bytes,
         elapsed: start.elapsed(),
         used_upstream,
+    })
+}
+
+/// A download source for mirror `m` serving `image`.
+fn source_for(
+    opts: &ClientOptions,
+    image: &Reference,
+    m: &Mirror,
+) -> Result<Source, RegistryError> {
+    let http = http_client(
+        &ClientOptions {
+            insecure: m.insecure,
+            ..opts.clone()
+        },
+        &m.url,
+    )?;
+    Ok(Source {
+        name: m.name.clone(),
+        client: crate::registry::client::for_registry(http, &m.url, opts),
+        repo: m
+            .repository_for(image)
+            .unwrap_or_else(|| image.repository.clone()),
     })
 }
 

@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::cache::{self, Cache};
+use pace::too_slow;
 use verify::complete_blob;
 
+mod pace;
 mod verify;
 use crate::registry::{RegistryClient, RegistryError};
 
@@ -33,16 +35,6 @@ const SEGMENT: u64 = 4 * 1024 * 1024;
 const MIN_SPLIT: u64 = 512 * 1024;
 /// A transfer that yields no bytes for this long is abandoned and resumed elsewhere.
 const STALL: Duration = Duration::from_secs(10);
-/// How long a transfer runs before its rate is judged.
-const JUDGE_AFTER: Duration = Duration::from_secs(5);
-/// A mirror this many times slower than the best one is dropped once its
-/// share would take longer than [`FAR_LATER`].
-const SLOWER: f64 = 20.0;
-const FAR_LATER: f64 = 30.0;
-/// The floor for a mirror on its own: below this rate, sustained over
-/// [`FLOOR_WINDOW`], the pull fails instead of trickling for hours.
-const FLOOR_BPS: f64 = 1000.0;
-const FLOOR_WINDOW: Duration = Duration::from_secs(30);
 /// Attempts in a row without a single byte before a mirror is dropped.
 const MAX_FAILURES: u32 = 4;
 /// Bound on a blob the verification step fetches whole.
@@ -62,6 +54,17 @@ pub struct Source {
 pub struct Wanted {
     pub digest: String,
     pub size: u64,
+}
+
+/// What a late mirror's slot says until it joins.
+pub const LATE: &str = "still being checked when the pull started; it never passed";
+
+/// Mirrors still being checked when the pull started: their names (one
+/// slot each) and the sources, as they pass, on `arrivals`.
+#[derive(Default)]
+pub struct Late {
+    pub names: Vec<String>,
+    pub arrivals: Option<tokio::sync::mpsc::UnboundedReceiver<Source>>,
 }
 
 /// Live counters for progress display.
@@ -138,8 +141,9 @@ struct BlobState {
 
 struct SourceState {
     name: String,
-    client: RegistryClient,
-    repo: String,
+    /// The client and the repository as this source names it; set when the
+    /// source joins (at once, or when a late mirror passes its check).
+    conn: std::sync::OnceLock<(RegistryClient, String)>,
     failures: AtomicU32,
     dropped: Mutex<Option<String>>,
     busy_nanos: AtomicU64,
@@ -187,11 +191,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub async fn fetch_all(
     cache: &Cache,
     sources: Vec<Source>,
+    late: Late,
     wanted: &[Wanted],
     per_source: usize,
     progress: Arc<Progress>,
     first_byte: Duration,
 ) -> Result<Vec<SourceOutcome>, DownloadError> {
+    let mut late_rx = late.arrivals;
     let mut blobs = Vec::new();
     let mut queue = VecDeque::new();
     let mut remaining = 0;
@@ -232,21 +238,29 @@ pub async fn fetch_all(
         }
         blobs.push(state);
     }
+    let state = |name: String, dropped: Option<String>| SourceState {
+        name,
+        conn: std::sync::OnceLock::new(),
+        failures: AtomicU32::new(0),
+        dropped: Mutex::new(dropped),
+        busy_nanos: AtomicU64::new(0),
+        bytes_done: AtomicU64::new(0),
+    };
+    let mut slots = Vec::new();
+    for src in sources {
+        let slot = state(src.name, None);
+        let _ = slot.conn.set((src.client, src.repo));
+        slots.push(slot);
+    }
+    let joined = slots.len();
+    // A late mirror waits in its slot, out of the work, until it passes.
+    for name in late.names {
+        slots.push(state(name, Some(LATE.to_owned())));
+    }
     let shared = Arc::new(Shared {
         cache: cache.clone(),
         blobs,
-        sources: sources
-            .into_iter()
-            .map(|s| SourceState {
-                name: s.name,
-                client: s.client,
-                repo: s.repo,
-                failures: AtomicU32::new(0),
-                dropped: Mutex::new(None),
-                busy_nanos: AtomicU64::new(0),
-                bytes_done: AtomicU64::new(0),
-            })
-            .collect(),
+        sources: slots,
         queue: Mutex::new(queue),
         inflight: Mutex::new(Vec::new()),
         remaining: AtomicUsize::new(remaining),
@@ -256,15 +270,38 @@ pub async fn fetch_all(
         first_byte,
     });
 
-    let mut workers = Vec::new();
-    for s in 0..shared.sources.len() {
+    let mut workers = tokio::task::JoinSet::new();
+    for s in 0..joined {
         for _ in 0..per_source.max(1) {
-            let shared = shared.clone();
-            workers.push(tokio::spawn(async move { worker(shared, s).await }));
+            workers.spawn(worker(shared.clone(), s));
         }
     }
-    for w in workers {
-        let _ = w.await;
+    loop {
+        tokio::select! {
+            arrived = async { late_rx.as_mut()?.recv().await }, if late_rx.is_some() => {
+                let Some(src) = arrived else {
+                    late_rx = None;
+                    continue;
+                };
+                // A late mirror passed its check: it joins in its slot.
+                let slot = (joined..shared.sources.len())
+                    .find(|&i| shared.sources[i].name == src.name && shared.sources[i].conn.get().is_none());
+                if let Some(i) = slot {
+                    let _ = shared.sources[i].conn.set((src.client, src.repo));
+                    if let Ok(mut d) = shared.sources[i].dropped.lock() {
+                        *d = None;
+                    }
+                    for _ in 0..per_source.max(1) {
+                        workers.spawn(worker(shared.clone(), i));
+                    }
+                }
+            }
+            done = workers.join_next() => {
+                if done.is_none() {
+                    break;
+                }
+            }
+        }
     }
     let outcomes = shared
         .sources
@@ -461,50 +498,6 @@ async fn run_segment(shared: &Arc<Shared>, s: usize, seg: Arc<Seg>) {
     }
 }
 
-/// Why source `s`, `received` bytes into a transfer begun at `started`, is
-/// too slow to keep: far slower than the best other mirror with much left,
-/// or (on its own) below the floor. A trickle is a failure, not progress.
-fn too_slow(
-    shared: &Shared,
-    s: usize,
-    started: Instant,
-    received: u64,
-    seg: &Seg,
-) -> Option<String> {
-    let elapsed = started.elapsed();
-    if elapsed < JUDGE_AFTER {
-        return None;
-    }
-    let rate = received as f64 / elapsed.as_secs_f64();
-    let shown = |bps: f64| format!("{:.1} kB/s", bps / 1000.0);
-    if elapsed >= FLOOR_WINDOW && rate < FLOOR_BPS {
-        return Some(format!(
-            "sent {} over {} s, below the floor of {}; dropped",
-            shown(rate),
-            elapsed.as_secs(),
-            shown(FLOOR_BPS)
-        ));
-    }
-    let best = shared
-        .sources
-        .iter()
-        .enumerate()
-        .filter(|(i, o)| *i != s && !o.is_dropped())
-        .filter_map(|(_, o)| o.rate())
-        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))))?;
-    let left = seg
-        .end
-        .load(Ordering::Acquire)
-        .saturating_sub(seg.pos.load(Ordering::Acquire)) as f64;
-    (rate * SLOWER < best && left / rate.max(1.0) > FAR_LATER).then(|| {
-        format!(
-            "sent {} while another mirror sends {}; its share would finish far later; dropped",
-            shown(rate),
-            shown(best)
-        )
-    })
-}
-
 /// Stream `seg` from source `s` into the blob's partial file.
 async fn transfer(shared: &Shared, s: usize, seg: &Seg) -> Result<(), RegistryError> {
     let blob = &shared.blobs[seg.blob];
@@ -519,20 +512,22 @@ async fn transfer(shared: &Shared, s: usize, seg: &Seg) -> Result<(), RegistryEr
     }
     let whole = start == 0 && end == blob.size;
     let range = (!whole).then_some((start, end));
-    let mut resp = tokio::time::timeout(
-        shared.first_byte,
-        source.client.blob(&source.repo, &blob.digest, range),
-    )
-    .await
-    .map_err(|_| {
-        RegistryError::new(
-            crate::registry::ErrorKind::Timeout,
-            format!(
-                "no answer within {}",
-                humantime::format_duration(shared.first_byte)
-            ),
-        )
-    })??;
+    let conn = source
+        .conn
+        .get()
+        .ok_or_else(|| RegistryError::broken("the source never joined"))?;
+    let mut resp =
+        tokio::time::timeout(shared.first_byte, conn.0.blob(&conn.1, &blob.digest, range))
+            .await
+            .map_err(|_| {
+                RegistryError::new(
+                    crate::registry::ErrorKind::Timeout,
+                    format!(
+                        "no answer within {}",
+                        humantime::format_duration(shared.first_byte)
+                    ),
+                )
+            })??;
     if range.is_some() && resp.status().as_u16() != 206 {
         return Err(RegistryError::broken(format!(
             "answered a Range request with HTTP {} instead of 206",

@@ -91,7 +91,11 @@ async fn fetch_whole(shared: &Shared, s: usize, b: usize) -> Result<bool, Regist
         .partial_path(&blob.digest)
         .with_extension(format!("whole-{s}"));
     let run = async {
-        let mut resp = source.client.blob(&source.repo, &blob.digest, None).await?;
+        let (client, repo) = source
+            .conn
+            .get()
+            .ok_or_else(|| RegistryError::broken("the source never joined"))?;
+        let mut resp = client.blob(repo, &blob.digest, None).await?;
         let _ = std::fs::remove_file(&tmp);
         let file = std::fs::OpenOptions::new()
             .write(true)
