@@ -486,6 +486,19 @@ mod tests {
         for m in &l.mirrors {
             assert!(m.notes.is_some(), "{} has no note", m.name);
         }
+        // Every registry a mirror serves has a built-in image to probe it with.
+        for m in l.mirrors.iter().filter(|m| m.enabled && !m.upstream) {
+            for r in std::iter::once(&m.registry)
+                .chain(&m.prefix_for)
+                .filter(|r| !r.is_empty())
+            {
+                assert!(
+                    crate::probe::default_image(r).is_some(),
+                    "{} serves {r}, which has no built-in probe image",
+                    m.name
+                );
+            }
+        }
         for closed in ["nju", "ustc", "tencent"] {
             let m = l.mirrors.iter().find(|m| m.name == closed).unwrap();
             assert!(!m.enabled, "{closed} should be disabled by default");

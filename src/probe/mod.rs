@@ -39,6 +39,10 @@ pub fn default_image(registry: &str) -> Option<&'static str> {
         "gcr.io" => "gcr.io/distroless/static:latest",
         "quay.io" => "quay.io/prometheus/busybox:latest",
         "registry.k8s.io" => "registry.k8s.io/pause:3.10",
+        // Registries the built-in list serves only through a prefix mirror.
+        "mcr.microsoft.com" => "mcr.microsoft.com/dotnet/runtime-deps:8.0",
+        "nvcr.io" => "nvcr.io/nvidia/cuda:12.4.1-base-ubuntu22.04",
+        "docker.elastic.co" => "docker.elastic.co/elasticsearch/elasticsearch:8.19.15",
         _ => return None,
     })
 }
