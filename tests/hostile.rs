@@ -1037,3 +1037,83 @@ fn a_mirror_that_passes_late_joins_the_pull() {
         "the late mirror took no share: {doc}"
     );
 }
+
+/// The metrics of an apply that also planned Docker 29's hosts files: one
+/// series per mirror and registry, both targets' outcomes, valid for
+/// promtool.
+#[test]
+fn docker_29_metrics_count_each_probe_once() {
+    let lab = Lab::new();
+    let image = Image::synthetic(46, "amd64", &[2048]);
+    let url = registry(Content::of(&image), |_| None);
+    let m = lab.mirrors_toml("m.toml", &[("good", url, "")]);
+    let sock = lab.path("docker29.sock");
+    fake_engine_29(&sock);
+    let out = run_bounded(
+        dmirror(&lab)
+            .env("DOCKER_HOST", format!("unix://{}", sock.display()))
+            .args([
+                "apply",
+                "--dry-run",
+                "-f",
+                "prometheus",
+                "--no-history",
+                "--image",
+                REPO,
+                "--proxy",
+                "none",
+            ])
+            .args([
+                "--mirrors",
+                m.to_str().unwrap(),
+                "--certs-dir",
+                lab.path("certs.d").to_str().unwrap(),
+            ])
+            .args(["--daemon-json", lab.path("daemon.json").to_str().unwrap()])
+            .args(["--dockerd-pidfile", lab.path("no.pid").to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains("target=\"docker-hosts\"") && text.contains("target=\"docker\""),
+        "{text}"
+    );
+    let series: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    let unique: std::collections::HashSet<&str> = series
+        .iter()
+        .map(|l| l.rsplit_once(' ').map_or(*l, |x| x.0))
+        .collect();
+    assert_eq!(unique.len(), series.len(), "duplicate series:\n{text}");
+    let check = std::process::Command::new(lab::require("promtool", "prometheus"))
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(&text);
+    assert!(
+        check.status.success(),
+        "promtool: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &str) -> Output;
+}
+
+impl OutputWithStdin for std::process::Command {
+    fn output_with_stdin(&mut self, input: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("wait")
+    }
+}

@@ -161,7 +161,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
     };
 
     if let Some(path) = &args.probe.textfile {
-        write_textfile(path, &output::apply::metrics(&report))?;
+        write_textfile(path, &output::apply::metrics(&report, hosts.as_ref()))?;
     }
     let mut out = std::io::stdout().lock();
     output::apply::write(

@@ -40,7 +40,7 @@ pub fn write<W: Write>(
     }
     let docker = report.target == "docker";
     match (format, report.registries.first()) {
-        (Format::Prometheus, _) => out.write_all(metrics(report).as_bytes()),
+        (Format::Prometheus, _) => out.write_all(metrics(report, hosts).as_bytes()),
         (Format::Json, Some(r)) if docker => {
             let doc = json!({
                 "mirrors": json_out::probe_mirrors(&r.ranked.results),
@@ -115,28 +115,34 @@ pub fn write<W: Write>(
 }
 
 /// The probes' metrics, then apply's.
-pub fn metrics(report: &Report) -> String {
-    let groups: Vec<Group<'_>> = report
-        .registries
-        .iter()
-        .map(|r| Group {
-            registry: &r.registry,
-            results: &r.ranked.results,
-            history: r.ranked.history.as_ref(),
-        })
-        .collect();
+/// With `hosts` (dockerd's hosts files too), one series set per registry's
+/// probe — a registry probed for both is counted once — and one apply
+/// outcome per target and registry.
+pub fn metrics(report: &Report, hosts: Option<&Report>) -> String {
+    let reports: Vec<&Report> = std::iter::once(report).chain(hosts).collect();
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    for r in reports.iter().flat_map(|rep| &rep.registries) {
+        if groups.iter().all(|g| g.registry != r.registry) {
+            groups.push(Group {
+                registry: &r.registry,
+                results: &r.ranked.results,
+                history: r.ranked.history.as_ref(),
+            });
+        }
+    }
     let at = report
         .registries
         .first()
         .map_or_else(std::time::SystemTime::now, |r| r.ranked.at);
-    let applied: Vec<Applied<'_>> = report
-        .registries
+    let applied: Vec<Applied<'_>> = reports
         .iter()
-        .map(|r| Applied {
-            target: report.target,
-            registry: &r.registry,
-            outcome: r.outcome.as_str(),
-            mirrors: r.mirrors_after(),
+        .flat_map(|rep| {
+            rep.registries.iter().map(|r| Applied {
+                target: rep.target,
+                registry: &r.registry,
+                outcome: r.outcome.as_str(),
+                mirrors: r.mirrors_after(),
+            })
         })
         .collect();
     prometheus::probes(&groups, at) + &prometheus::applied(&applied)
