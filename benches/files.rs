@@ -14,8 +14,8 @@ mod lab;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use lab::hostile::{self, Reply};
-use lab::{dmirror, Image, Lab, OCI_MANIFEST};
+use lab::hostile::{self, Content};
+use lab::{dmirror, Image, Lab};
 
 fn list_of(lab: &Lab, n: usize) -> std::path::PathBuf {
     let mut text = String::new();
@@ -58,26 +58,7 @@ fn main() {
 
     // One mirror serving a small image, for apply's probe.
     let image = Image::synthetic(50, "amd64", &[64 * 1024]);
-    let manifest = image.manifest.clone();
-    let blobs: Vec<(String, Vec<u8>)> = std::iter::once(&image.config)
-        .chain(&image.layers)
-        .map(|b| (b.digest.clone(), b.bytes.clone()))
-        .collect();
-    let url = hostile::serve(move |req| {
-        let path = req.path.as_str();
-        if path == "/v2/" {
-            return Reply::new(200, "{}");
-        }
-        if path.contains("/manifests/") {
-            return Reply::new(200, manifest.clone()).header("Content-Type", OCI_MANIFEST);
-        }
-        for (d, b) in &blobs {
-            if path.ends_with(d.as_str()) {
-                return Reply::new(200, b.clone());
-            }
-        }
-        Reply::new(404, "{}")
-    });
+    let url = hostile::registry(Content::of(&image), |_| None);
     let mirrors = lab.mirrors_toml("one.toml", &[("one", url, "")]);
     let mut big = String::from("{\n  \"labels\": [\n");
     let mut i = 0;

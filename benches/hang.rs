@@ -10,8 +10,8 @@ mod lab;
 
 use std::time::{Duration, Instant};
 
-use lab::hostile::{self, Reply};
-use lab::{dmirror, Image, Lab, OCI_MANIFEST};
+use lab::hostile::{self, Content};
+use lab::{dmirror, Image, Lab};
 
 const RUNS: usize = 5;
 
@@ -23,46 +23,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn main() {
     let mut lab = Lab::new();
     let image = Image::synthetic(70, "amd64", &[1 << 20]);
-    let manifest = image.manifest.clone();
-    let digest = lab::sha256(&manifest);
-    let blobs: Vec<(String, Vec<u8>)> = std::iter::once(&image.config)
-        .chain(&image.layers)
-        .map(|b| (b.digest.clone(), b.bytes.clone()))
-        .collect();
-    let good = hostile::serve(move |req| {
-        let path = req.path.as_str();
-        if path == "/v2/" {
-            return Reply::new(200, "{}");
-        }
-        if path.contains("/manifests/") {
-            return Reply::new(200, manifest.clone())
-                .header("Content-Type", OCI_MANIFEST)
-                .header("Docker-Content-Digest", &digest);
-        }
-        for (d, b) in &blobs {
-            if path.ends_with(d.as_str()) {
-                let (s, e) = req
-                    .header("Range")
-                    .and_then(|r| r.strip_prefix("bytes="))
-                    .and_then(|r| r.split_once('-'))
-                    .map(|(s, e)| {
-                        (
-                            s.parse().unwrap_or(0),
-                            e.parse::<usize>().map_or(b.len(), |e| e + 1),
-                        )
-                    })
-                    .unwrap_or((0, b.len()));
-                let e = e.min(b.len());
-                let status = if req.header("Range").is_some() {
-                    206
-                } else {
-                    200
-                };
-                return Reply::new(status, b[s..e].to_vec());
-            }
-        }
-        Reply::new(404, "{}")
-    });
+    let good = hostile::registry(Content::of(&image), |_| None);
     let hang = format!("http://127.0.0.1:{}", lab.hanging_port());
     let refused = format!("http://127.0.0.1:{}", lab.refused_port());
     let alone = lab.mirrors_toml(

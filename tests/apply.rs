@@ -6,7 +6,7 @@
 mod lab;
 
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use lab::dockerd::{isolate, Dockerd};
@@ -92,6 +92,15 @@ fn apply(
     host: Option<&str>,
     extra: &[&str],
 ) -> Output {
+    let mut cmd = apply_command(w, daemon_json, pidfile, extra);
+    if let Some(h) = host {
+        cmd.env("DOCKER_HOST", h);
+    }
+    cmd.output().expect("run dmirror apply")
+}
+
+/// `dmirror apply` over the world's mirrors, JSON out, `extra` appended.
+fn apply_command(w: &World, daemon_json: &Path, pidfile: &Path, extra: &[&str]) -> Command {
     let mut cmd = dmirror(&w.lab);
     cmd.args([
         "apply",
@@ -110,10 +119,7 @@ fn apply(
     .arg("--dockerd-pidfile")
     .arg(pidfile)
     .args(extra);
-    if let Some(h) = host {
-        cmd.env("DOCKER_HOST", h);
-    }
-    cmd.output().expect("run dmirror apply")
+    cmd
 }
 
 fn report(out: &Output) -> serde_json::Value {
@@ -161,11 +167,7 @@ fn apply_reloads_dockerd_and_pulls_go_through_the_new_list() {
         "{r}"
     );
 
-    let engine: Vec<String> = d
-        .mirrors()
-        .iter()
-        .map(|m| m.trim_end_matches('/').to_owned())
-        .collect();
+    let engine = d.mirrors_trimmed();
     assert_eq!(engine, w.good);
     assert!(d.log_text().contains("Reloaded configuration"));
 
@@ -597,11 +599,7 @@ fn a_second_apply_within_the_noise_margin_changes_nothing() {
     let third = run(&a_b_c, &[]);
     assert_eq!(third["apply"]["outcome"], "applied", "{third}");
     assert_eq!(third["apply"]["new"], serde_json::json!([urls["c"]]));
-    let engine: Vec<String> = d
-        .mirrors()
-        .iter()
-        .map(|m| m.trim_end_matches('/').to_owned())
-        .collect();
+    let engine = d.mirrors_trimmed();
     assert_eq!(engine, [urls["c"].clone()]);
 }
 
@@ -639,11 +637,7 @@ fn the_engine_behind_the_socket_is_reached_without_its_pidfile() {
             "{action}"
         );
         let want: Vec<String> = w.good.iter().take(i + 1).cloned().collect();
-        let engine: Vec<String> = d
-            .mirrors()
-            .iter()
-            .map(|m| m.trim_end_matches('/').to_owned())
-            .collect();
+        let engine = d.mirrors_trimmed();
         assert_eq!(engine, want);
     }
 }
@@ -677,26 +671,8 @@ fn the_current_docker_context_names_the_engine() {
         r#"{"auths": {}, "currentContext": "lab"}"#,
     )
     .expect("config.json");
-    let out = dmirror(&w.lab)
+    let out = apply_command(&w, &config, &w.lab.path("none.pid"), &["--top", "1"])
         .env("DOCKER_CONFIG", &docker_config)
-        .args([
-            "apply",
-            "--image",
-            "small",
-            "--timeout",
-            "2s",
-            "--budget",
-            "1s",
-            "--json",
-            "--top",
-            "1",
-        ])
-        .arg("--mirrors")
-        .arg(&w.mirrors)
-        .arg("--daemon-json")
-        .arg(&config)
-        .arg("--dockerd-pidfile")
-        .arg(w.lab.path("none.pid"))
         .output()
         .expect("run");
     assert_eq!(
@@ -707,10 +683,6 @@ fn the_current_docker_context_names_the_engine() {
     );
     let r = report(&out);
     assert_eq!(r["outcome"], "applied", "{r}");
-    let engine: Vec<String> = d
-        .mirrors()
-        .iter()
-        .map(|m| m.trim_end_matches('/').to_owned())
-        .collect();
+    let engine = d.mirrors_trimmed();
     assert_eq!(engine, w.good[..1]);
 }

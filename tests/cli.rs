@@ -238,3 +238,20 @@ fn a_cut_pipe_exits_0() {
         }
     }
 }
+
+/// Bad network flags are usage errors that name the flag (exit 2).
+#[test]
+fn bad_proxy_and_certs_dir_are_usage_errors() {
+    let lab = Lab::new();
+    let list = big_list(&lab, 1);
+    let l = list.to_str().unwrap();
+    let (code, _, err) = run(&lab, &["probe", "-m", l, "--proxy", "ftp://x"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--proxy"), "{err}");
+    let (code, _, err) = run(&lab, &["probe", "-m", l, "--certs-dir", l]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--certs-dir") && err.contains("not a directory"),
+        "{err}"
+    );
+}

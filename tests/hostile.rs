@@ -5,106 +5,51 @@
 
 mod lab;
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Output;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lab::hostile::{self, Reply, Request};
+use lab::hostile::{blob_reply, registry, registry_on, Content, Reply, REPO};
 use lab::{dmirror, Image, Lab, OCI_MANIFEST};
-
-const REPO: &str = "library/small";
-
-/// Blobs by digest and a manifest for `REPO:latest`.
-struct Content {
-    manifest: Vec<u8>,
-    blobs: HashMap<String, Vec<u8>>,
-}
-
-impl Content {
-    fn of(image: &Image) -> Content {
-        let mut blobs = HashMap::new();
-        blobs.insert(image.config.digest.clone(), image.config.bytes.clone());
-        for l in &image.layers {
-            blobs.insert(l.digest.clone(), l.bytes.clone());
-        }
-        Content {
-            manifest: image.manifest.clone(),
-            blobs,
-        }
-    }
-}
-
-/// A registry serving `content` (Range answered), with `tweak` given the
-/// first say on every request.
-fn registry(
-    content: Content,
-    tweak: impl Fn(&Request) -> Option<Reply> + Send + Sync + 'static,
-) -> String {
-    registry_on("127.0.0.1", content, tweak)
-}
-
-/// `registry` on another loopback address (`::1`).
-fn registry_on(
-    addr: &str,
-    content: Content,
-    tweak: impl Fn(&Request) -> Option<Reply> + Send + Sync + 'static,
-) -> String {
-    let content = Arc::new(content);
-    hostile::serve_on(addr, move |req| {
-        if let Some(r) = tweak(req) {
-            return r;
-        }
-        let path = req.path.split('?').next().unwrap_or("");
-        if path == "/v2/" {
-            return Reply::new(200, "{}").header("Content-Type", "application/json");
-        }
-        if let Some(rest) = path.strip_prefix(&format!("/v2/{REPO}/manifests/")) {
-            let digest = lab::sha256(&content.manifest);
-            if rest == "latest" || rest == digest {
-                return Reply::new(200, content.manifest.clone())
-                    .header("Content-Type", OCI_MANIFEST)
-                    .header("Docker-Content-Digest", &digest);
-            }
-            return Reply::new(404, r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#);
-        }
-        if let Some(d) = path.strip_prefix(&format!("/v2/{REPO}/blobs/")) {
-            let Some(bytes) = content.blobs.get(d) else {
-                return Reply::new(404, r#"{"errors":[{"code":"BLOB_UNKNOWN"}]}"#);
-            };
-            if let Some((s, e)) = req
-                .header("Range")
-                .and_then(|r| r.strip_prefix("bytes="))
-                .and_then(|r| r.split_once('-'))
-            {
-                let s: usize = s.parse().unwrap_or(0).min(bytes.len());
-                let e: usize = e
-                    .parse::<usize>()
-                    .map_or(bytes.len(), |e| e + 1)
-                    .min(bytes.len());
-                return Reply::new(206, bytes[s..e.max(s)].to_vec()).header(
-                    "Content-Range",
-                    &format!("bytes {s}-{}/{}", e.max(s + 1) - 1, bytes.len()),
-                );
-            }
-            return Reply::new(200, bytes.clone());
-        }
-        Reply::new(404, "{}")
-    })
-}
 
 /// The hostile mirror, and an upstream that refuses connections, so that
 /// nothing falls back to the real Docker Hub.
 fn mirrors(lab: &Lab, url: &str) -> std::path::PathBuf {
+    with_refused_origin(lab, &[("evil", url.to_owned())])
+}
+
+/// `list` (name, url) and an upstream that refuses connections.
+fn with_refused_origin(lab: &Lab, list: &[(&str, String)]) -> std::path::PathBuf {
     let refused = format!("http://127.0.0.1:{}", lab.refused_port());
-    lab.mirrors_toml(
-        "m.toml",
-        &[
-            ("evil", url.to_owned(), ""),
-            ("origin", refused, "upstream = true"),
-        ],
-    )
+    let mut entries: Vec<(&str, String, &str)> =
+        list.iter().map(|(n, u)| (*n, u.clone(), "")).collect();
+    entries.push(("origin", refused, "upstream = true"));
+    lab.mirrors_toml("m.toml", &entries)
+}
+
+/// `dmirror pull --json` into an OCI layout with `timeout`: the exit must
+/// be 0; the summary and how long it took.
+fn pull_json(lab: &Lab, m: &Path, timeout: &str) -> (serde_json::Value, Duration) {
+    let dest = format!("oci:{}", lab.path("out").display());
+    let mut args = pull_args(m, &dest);
+    let t = args.iter().position(|a| *a == "--timeout").unwrap();
+    args[t + 1] = timeout;
+    args.push("--json");
+    let start = Instant::now();
+    let out = run_bounded(dmirror(lab).args(args), Duration::from_secs(90));
+    let took = start.elapsed();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    (serde_json::from_slice(&out.stdout).unwrap(), took)
+}
+
+/// Source `name`'s record in a pull's JSON summary.
+fn source(doc: &serde_json::Value, name: &str) -> serde_json::Value {
+    doc["sources"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["name"] == name))
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The hostile server as the registry's origin itself: no mirror passes
@@ -586,29 +531,9 @@ fn a_mirror_that_collapses_to_a_trickle_is_dropped() {
     let image = Image::synthetic(39, "amd64", &[6 << 20]);
     let good = registry(Content::of(&image), |_| None);
     let slow = collapsing(&image);
-    let refused = format!("http://127.0.0.1:{}", lab.refused_port());
-    let m = lab.mirrors_toml(
-        "m.toml",
-        &[
-            ("good", good, ""),
-            ("slow", slow, ""),
-            ("origin", refused, "upstream = true"),
-        ],
-    );
-    let dir = lab.path("out");
-    let dest = format!("oci:{}", dir.display());
-    let mut args = pull_args(&m, &dest);
-    args.push("--json");
-    let out = run_bounded(dmirror(&lab).args(args), Duration::from_secs(90));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let slow = doc["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "slow")
-        .cloned()
-        .unwrap_or_default();
+    let m = with_refused_origin(&lab, &[("good", good), ("slow", slow)]);
+    let (doc, _) = pull_json(&lab, &m, "3s");
+    let slow = source(&doc, "slow");
     let why = slow["dropped"].as_str().unwrap_or_default();
     assert!(why.contains("far later"), "{doc}");
 }
@@ -620,11 +545,7 @@ fn a_lone_trickle_fails_the_pull_at_the_floor() {
     let lab = Lab::new();
     let image = Image::synthetic(40, "amd64", &[6 << 20]);
     let slow = collapsing(&image);
-    let refused = format!("http://127.0.0.1:{}", lab.refused_port());
-    let m = lab.mirrors_toml(
-        "m.toml",
-        &[("slow", slow, ""), ("origin", refused, "upstream = true")],
-    );
+    let m = with_refused_origin(&lab, &[("slow", slow)]);
     let dir = lab.path("out");
     let out = run_bounded(
         dmirror(&lab).args(pull_args(&m, &format!("oci:{}", dir.display()))),
@@ -671,31 +592,10 @@ fn a_full_disk_is_the_disks_fault() {
         if !(req.path.ends_with(&layer) && !probe && req.method == "GET") {
             return None;
         }
-        let (s, e) = req
-            .header("Range")
-            .and_then(|r| r.strip_prefix("bytes="))
-            .and_then(|r| r.split_once('-'))
-            .map(|(s, e)| {
-                (
-                    s.parse().unwrap_or(0),
-                    e.parse::<usize>().map_or(blob.len(), |e| e + 1),
-                )
-            })
-            .unwrap_or((0, blob.len()));
-        let e = e.min(blob.len());
         Some(Reply {
-            status: if req.header("Range").is_some() {
-                206
-            } else {
-                200
-            },
-            headers: vec![(
-                "Content-Range".into(),
-                format!("bytes {s}-{}/{}", e - 1, blob.len()),
-            )],
-            body: blob[s..e].to_vec(),
             trickle: Some(Duration::from_millis(100)),
             piece: 64 * 1024,
+            ..blob_reply(req, &blob)
         })
     });
     let m = mirrors(&lab, &url);
@@ -927,38 +827,14 @@ fn a_hanging_mirror_does_not_delay_a_pull() {
     let image = Image::synthetic(44, "amd64", &[64 * 1024]);
     let good = registry(Content::of(&image), |_| None);
     let hang = format!("http://127.0.0.1:{}", lab.hanging_port());
-    let refused = format!("http://127.0.0.1:{}", lab.refused_port());
-    let m = lab.mirrors_toml(
-        "m.toml",
-        &[
-            ("hang", hang, ""),
-            ("good", good, ""),
-            ("origin", refused, "upstream = true"),
-        ],
-    );
-    let dir = lab.path("out");
-    let dest = format!("oci:{}", dir.display());
-    let mut args = pull_args(&m, &dest);
+    let m = with_refused_origin(&lab, &[("hang", hang), ("good", good)]);
     // A long timeout: waiting for the hanging mirror would show.
-    let t = args.iter().position(|a| *a == "--timeout").unwrap();
-    args[t + 1] = "20s";
-    args.push("--json");
-    let start = Instant::now();
-    let out = run_bounded(dmirror(&lab).args(args), Duration::from_secs(60));
-    let took = start.elapsed();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (doc, took) = pull_json(&lab, &m, "20s");
     assert!(
         took < Duration::from_secs(10),
         "the pull waited {took:?} for a mirror that never answers"
     );
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let good = doc["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "good")
-        .cloned()
-        .unwrap_or_default();
+    let good = source(&doc, "good");
     assert!(good["bytes"].as_u64().unwrap_or(0) > 0, "{doc}");
 }
 
@@ -975,31 +851,10 @@ fn a_mirror_that_passes_late_joins_the_pull() {
         if !(req.path.ends_with(&layer) && req.method == "GET") {
             return None;
         }
-        let (s, e) = req
-            .header("Range")
-            .and_then(|r| r.strip_prefix("bytes="))
-            .and_then(|r| r.split_once('-'))
-            .map(|(s, e)| {
-                (
-                    s.parse().unwrap_or(0),
-                    e.parse::<usize>().map_or(blob.len(), |e| e + 1),
-                )
-            })
-            .unwrap_or((0, blob.len()));
-        let e = e.min(blob.len());
         Some(Reply {
-            status: if req.header("Range").is_some() {
-                206
-            } else {
-                200
-            },
-            headers: vec![(
-                "Content-Range".into(),
-                format!("bytes {s}-{}/{}", e - 1, blob.len()),
-            )],
-            body: blob[s..e].to_vec(),
             trickle: Some(Duration::from_millis(50)),
             piece: 32 * 1024,
+            ..blob_reply(req, &blob)
         })
     });
     // The second answers its first request only after 1.5 s, then is fast.
@@ -1009,29 +864,9 @@ fn a_mirror_that_passes_late_joins_the_pull() {
         }
         None
     });
-    let refused = format!("http://127.0.0.1:{}", lab.refused_port());
-    let m = lab.mirrors_toml(
-        "m.toml",
-        &[
-            ("paced", paced, ""),
-            ("late", late, ""),
-            ("origin", refused, "upstream = true"),
-        ],
-    );
-    let dir = lab.path("out");
-    let dest = format!("oci:{}", dir.display());
-    let mut args = pull_args(&m, &dest);
-    args.push("--json");
-    let out = run_bounded(dmirror(&lab).args(args), Duration::from_secs(90));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let late = doc["sources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "late")
-        .cloned()
-        .unwrap_or_default();
+    let m = with_refused_origin(&lab, &[("paced", paced), ("late", late)]);
+    let (doc, _) = pull_json(&lab, &m, "3s");
+    let late = source(&doc, "late");
     assert!(
         late["bytes"].as_u64().unwrap_or(0) > 0,
         "the late mirror took no share: {doc}"

@@ -336,10 +336,7 @@ fn plain_lines_off_a_terminal() {
 #[test]
 fn schedule_installs_verified_units_or_a_cron_entry_and_removes_them() {
     let lab = Lab::new();
-    let units = lab.path("units");
-    let cron = lab.path("cron");
-    std::fs::create_dir_all(&units).expect("dir");
-    std::fs::create_dir_all(&cron).expect("dir");
+    let (units, cron) = job_dirs(&lab);
     let places = |extra: &[&str]| -> Vec<String> {
         let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         if extra.first() == Some(&"install") {
@@ -388,17 +385,7 @@ fn schedule_installs_verified_units_or_a_cron_entry_and_removes_them() {
     assert!(exec.ends_with(" apply --reload --top 2"), "{exec}");
     assert!(Path::new(exec.split(' ').next().expect("exe")).is_absolute());
 
-    let verify = std::process::Command::new(require("systemd-analyze", "systemd"))
-        .arg("verify")
-        .arg(&service)
-        .arg(&timer)
-        .output()
-        .expect("systemd-analyze");
-    assert!(
-        verify.status.success(),
-        "systemd-analyze verify: {}",
-        stderr(&verify)
-    );
+    systemd_verify(&[&service, &timer]);
 
     // Switching to cron removes the timer: one nightly job, not two.
     let out = sched(places(&["install", "--cron", "--at", "04:15"]));
@@ -456,10 +443,7 @@ fn schedule_installs_verified_units_or_a_cron_entry_and_removes_them() {
 #[test]
 fn schedule_options_cannot_inject_into_units_or_cron() {
     let lab = Lab::new();
-    let units = lab.path("units");
-    let cron = lab.path("cron");
-    std::fs::create_dir_all(&units).expect("dir");
-    std::fs::create_dir_all(&cron).expect("dir");
+    let (units, cron) = job_dirs(&lab);
     let sched = |kind: &[&str], extra: &[&str], config_home: &str| {
         dmirror(&lab)
             .env("XDG_CONFIG_HOME", config_home)
@@ -514,16 +498,7 @@ fn schedule_options_cannot_inject_into_units_or_cron() {
         1,
         "{text}"
     );
-    let verify = std::process::Command::new(require("systemd-analyze", "systemd"))
-        .arg("verify")
-        .arg(&service)
-        .output()
-        .expect("systemd-analyze");
-    assert!(
-        verify.status.success(),
-        "systemd-analyze verify: {}",
-        stderr(&verify)
-    );
+    systemd_verify(&[&service]);
     let out = sched(&["--cron"], &["--textfile", odd], &home);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let entry = std::fs::read_to_string(cron.join("dmirror")).expect("cron entry");
@@ -531,5 +506,27 @@ fn schedule_options_cannot_inject_into_units_or_cron() {
         entry.lines().filter(|l| l.contains(" root ")).count(),
         1,
         "{entry}"
+    );
+}
+
+/// Empty unit and cron.d directories for `schedule` to write into.
+fn job_dirs(lab: &Lab) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (units, cron) = (lab.path("units"), lab.path("cron"));
+    std::fs::create_dir_all(&units).expect("dir");
+    std::fs::create_dir_all(&cron).expect("dir");
+    (units, cron)
+}
+
+/// `systemd-analyze verify` accepts the unit files.
+fn systemd_verify(files: &[&Path]) {
+    let verify = std::process::Command::new(require("systemd-analyze", "systemd"))
+        .arg("verify")
+        .args(files)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        verify.status.success(),
+        "systemd-analyze verify: {}",
+        stderr(&verify)
     );
 }

@@ -119,12 +119,7 @@ fn the_engines_proxy_not_the_shells() {
         "{network}"
     );
     let log = std::fs::read_to_string(&proxy_log).unwrap_or_default();
-    let origin_port = origin
-        .url()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let origin_port = origin.port.to_string();
     assert!(
         log.contains(&origin_port),
         "tinyproxy saw no request for the mirror:\n{log}"
@@ -240,12 +235,7 @@ fn tls_trust_as_docker_has_it() {
     leaf(&pki, "system-ca", "system-server");
     leaf(&pki, "private-ca", "private-server");
     leaf(&pki, "client-ca", "client");
-    let upstream = origin
-        .url()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let upstream = origin.port.to_string();
     let ports = [free_port(), free_port(), free_port()];
     let server = |port: u16, cert: &str, client_ca: Option<&str>| {
         let verify = client_ca
@@ -329,12 +319,7 @@ fn logins_as_docker_has_them() {
     let mut lab = Lab::new();
     let origin = lab.registry("origin");
     origin.push(REPO, "latest", &Image::synthetic(62, "amd64", &[64 * 1024]));
-    let upstream = origin
-        .url()
-        .rsplit(':')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let upstream = origin.port.to_string();
     let htpasswd = lab.path("htpasswd");
     let hash = Command::new(require("openssl", "openssl"))
         .args(["passwd", "-apr1", "basic-secret"])

@@ -172,6 +172,18 @@ struct Decided {
     message: String,
 }
 
+impl Decided {
+    /// The file keeps `old` for this registry.
+    fn kept(old: Vec<String>, outcome: Outcome, message: String) -> Self {
+        Self {
+            new: old.clone(),
+            old,
+            outcome,
+            message,
+        }
+    }
+}
+
 /// Run the whole sequence for `jobs` (registries) on `target`.
 pub async fn run<T: Target>(
     target: &T,
@@ -269,12 +281,7 @@ pub async fn run<T: Target>(
                     "no mirror of {registry} is ok; its configuration in {} was left as it is",
                     path.display()
                 );
-                p.decided = Some(Decided {
-                    new: old.clone(),
-                    old,
-                    outcome: Outcome::Failed,
-                    message,
-                });
+                p.decided = Some(Decided::kept(old, Outcome::Failed, message));
                 continue;
             }
             let new: Vec<String> = p
@@ -288,12 +295,7 @@ pub async fn run<T: Target>(
                     path.display(),
                     target.untouched()
                 );
-                p.decided = Some(Decided {
-                    new: old.clone(),
-                    old,
-                    outcome: Outcome::Unchanged,
-                    message,
-                });
+                p.decided = Some(Decided::kept(old, Outcome::Unchanged, message));
                 continue;
             }
             let chosen: Vec<&Mirror> = p.chosen.iter().collect();

@@ -114,29 +114,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
             run_engine(&target, &settings, &jobs, args, &note).await?
         }
         Target::Containerd | Target::Podman => {
-            // The default image stands for "none given": each registry
-            // then uses its own built-in one.
-            let given = args.probe.image != [crate::probe::DEFAULT_IMAGE];
-            let images = if given {
-                args.probe
-                    .image
-                    .iter()
-                    .map(|s| parse_image(s))
-                    .collect::<Result<_, _>>()?
-            } else {
-                Vec::new()
-            };
-            let jobs = apply::registries(&list, &args.registries, &images, &note)
-                .map_err(refused)?
-                .into_iter()
-                .map(|(registry, image)| {
-                    Ok(Job {
-                        probe: probe::settings(&args.probe, &list, image.clone(), &network)?,
-                        registry,
-                        image,
-                    })
-                })
-                .collect::<Result<Vec<_>, Failure>>()?;
+            let jobs = registry_jobs(args, &list, &network, &note)?;
             if args.target == Target::Containerd {
                 let target = apply::Containerd {
                     hosts_dir: args

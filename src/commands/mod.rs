@@ -73,6 +73,12 @@ pub async fn network(args: &crate::cli::NetArgs) -> Result<crate::net::Network, 
         }
     };
     let trust = match &args.certs_dir {
+        Some(d) if d.exists() && !d.is_dir() => {
+            return Err(Failure::usage(anyhow::anyhow!(
+                "--certs-dir {}: not a directory; give Docker's certs.d (DIR/<host[:port]>/*.crt)",
+                d.display()
+            )))
+        }
         Some(d) => Trust {
             dirs: vec![d.clone()],
         },

@@ -142,6 +142,14 @@ impl Dockerd {
             .expect("run docker")
     }
 
+    /// `mirrors`, without the trailing `/` dockerd adds.
+    pub fn mirrors_trimmed(&self) -> Vec<String> {
+        self.mirrors()
+            .iter()
+            .map(|m| m.trim_end_matches('/').to_owned())
+            .collect()
+    }
+
     /// `RegistryConfig.Mirrors` as the engine reports it.
     pub fn mirrors(&self) -> Vec<String> {
         let out = self.docker(&["info", "--format", "{{json .RegistryConfig.Mirrors}}"]);

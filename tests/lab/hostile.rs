@@ -3,10 +3,13 @@
 //! errors, a petabyte declared, a layer that trickles a byte a second).
 //! Plain HTTP/1.1, one request per connection.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
+
+use super::{Image, OCI_MANIFEST};
 
 /// One request, as far as the tests care.
 #[derive(Debug, Clone)]
@@ -143,4 +146,91 @@ fn answer(conn: TcpStream, handler: &Handler) {
         }
     }
     let _ = out.flush();
+}
+
+/// A blob answer to `req`: the `Range` asked for (206 with
+/// `Content-Range`), or the whole blob.
+pub fn blob_reply(req: &Request, bytes: &[u8]) -> Reply {
+    let Some((s, e)) = req
+        .header("Range")
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.split_once('-'))
+    else {
+        return Reply::new(200, bytes.to_vec());
+    };
+    let s: usize = s.parse().unwrap_or(0).min(bytes.len());
+    let e: usize = e
+        .parse::<usize>()
+        .map_or(bytes.len(), |e| e + 1)
+        .min(bytes.len());
+    Reply::new(206, bytes[s..e.max(s)].to_vec()).header(
+        "Content-Range",
+        &format!("bytes {s}-{}/{}", e.max(s + 1) - 1, bytes.len()),
+    )
+}
+
+/// The repository the hostile registry serves.
+pub const REPO: &str = "library/small";
+
+/// Blobs by digest and a manifest for `REPO:latest`.
+pub struct Content {
+    pub manifest: Vec<u8>,
+    pub blobs: HashMap<String, Vec<u8>>,
+}
+
+impl Content {
+    pub fn of(image: &Image) -> Content {
+        let mut blobs = HashMap::new();
+        blobs.insert(image.config.digest.clone(), image.config.bytes.clone());
+        for l in &image.layers {
+            blobs.insert(l.digest.clone(), l.bytes.clone());
+        }
+        Content {
+            manifest: image.manifest.clone(),
+            blobs,
+        }
+    }
+}
+
+/// A registry serving `content` (Range answered), with `tweak` given the
+/// first say on every request.
+pub fn registry(
+    content: Content,
+    tweak: impl Fn(&Request) -> Option<Reply> + Send + Sync + 'static,
+) -> String {
+    registry_on("127.0.0.1", content, tweak)
+}
+
+/// `registry` on another loopback address (`::1`).
+pub fn registry_on(
+    addr: &str,
+    content: Content,
+    tweak: impl Fn(&Request) -> Option<Reply> + Send + Sync + 'static,
+) -> String {
+    let content = Arc::new(content);
+    serve_on(addr, move |req| {
+        if let Some(r) = tweak(req) {
+            return r;
+        }
+        let path = req.path.split('?').next().unwrap_or("");
+        if path == "/v2/" {
+            return Reply::new(200, "{}").header("Content-Type", "application/json");
+        }
+        if let Some(rest) = path.strip_prefix(&format!("/v2/{REPO}/manifests/")) {
+            let digest = super::sha256(&content.manifest);
+            if rest == "latest" || rest == digest {
+                return Reply::new(200, content.manifest.clone())
+                    .header("Content-Type", OCI_MANIFEST)
+                    .header("Docker-Content-Digest", &digest);
+            }
+            return Reply::new(404, r#"{"errors":[{"code":"MANIFEST_UNKNOWN"}]}"#);
+        }
+        if let Some(d) = path.strip_prefix(&format!("/v2/{REPO}/blobs/")) {
+            let Some(bytes) = content.blobs.get(d) else {
+                return Reply::new(404, r#"{"errors":[{"code":"BLOB_UNKNOWN"}]}"#);
+            };
+            return blob_reply(req, bytes);
+        }
+        Reply::new(404, "{}")
+    })
 }
