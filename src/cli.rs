@@ -35,6 +35,11 @@ pub enum Command {
     /// re-ranks the mirrors and applies the best.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Run a local, read-only registry mirror that answers every pull from
+    /// the ranked mirrors: tags resolved by upstream or their majority,
+    /// every byte verified, the next mirror tried within the request.
+    /// `serve install` makes it a systemd service.
+    Serve(ServeArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print the man page (roff), generated from this command line.
@@ -338,6 +343,116 @@ pub struct SchedulePlaces {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct ServeArgs {
+    #[command(subcommand)]
+    pub action: Option<ServeCommand>,
+
+    #[command(flatten)]
+    pub run: ServeRunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServeCommand {
+    /// Install `dmirror serve` as a systemd service (its own user, its own
+    /// state and cache directories, sandboxed), started before docker and
+    /// containerd.
+    Install(ServeInstallArgs),
+    /// Stop and remove the service.
+    Remove(ServeRemoveArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeRunArgs {
+    /// Address to listen on. Loopback unless you name another address.
+    #[arg(short = 'l', long, value_name = "ADDR", default_value = crate::serve::DEFAULT_LISTEN)]
+    pub listen: String,
+
+    #[command(flatten)]
+    pub source: MirrorSource,
+
+    /// The blob cache (shared with dmirror pull). [default: the user's
+    /// cache directory, e.g. ~/.cache/dmirror]
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Keep the cache under SIZE (e.g. 20G, 500M), least recently used
+    /// blobs removed first. Default: no limit.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_cache: Option<u64>,
+
+    /// Probe the mirrors again this often (`0` probes only at start).
+    #[arg(long, value_name = "DURATION", default_value = "30m", value_parser = parse_interval)]
+    pub reprobe: Duration,
+
+    /// Image to probe a registry's mirrors with (one per registry; the
+    /// others use a small well-known image of theirs).
+    #[arg(short = 'i', long, value_name = "REF")]
+    pub image: Vec<String>,
+
+    /// Platform the probe picks from a multi-platform image. Defaults to
+    /// this machine's.
+    #[arg(short = 'p', long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+
+    /// Time allowed for each mirror's health check, and for one source's
+    /// answer to a manifest request.
+    #[arg(short = 't', long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+
+    /// Time allowed for a source's first byte of a blob, and for any gap
+    /// in its transfer, before the next source takes over.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub first_byte: Duration,
+
+    /// Total time the probe spends measuring throughput.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    pub budget: Duration,
+
+    /// Neither use nor record the probe history.
+    #[arg(long)]
+    pub no_history: bool,
+
+    #[command(flatten)]
+    pub net: NetArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeInstallArgs {
+    /// Address the service listens on.
+    #[arg(short = 'l', long, value_name = "ADDR", default_value = crate::serve::DEFAULT_LISTEN)]
+    pub listen: String,
+
+    /// Print the unit and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// The dmirror binary the service runs (default: this one, unless it
+    /// lives in a build or temporary directory).
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+
+    /// Where systemd units go.
+    #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+    pub unit_dir: PathBuf,
+
+    /// More options for `dmirror serve`, after `--` (e.g. -- --max-cache 20G).
+    #[arg(last = true, value_name = "SERVE_OPTIONS")]
+    pub serve: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeRemoveArgs {
+    /// Print what would be removed and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Where systemd units go.
+    #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
+    pub unit_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
 pub struct CompletionsArgs {
     /// The shell to generate completions for.
     #[arg(value_enum)]
@@ -360,10 +475,63 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A duration that may be `0` (off).
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{e} (write durations like 30m, 1h, or 0 for never)"))
+}
+
+/// A size: bytes, or with K, M, G, T (powers of 1024; `B`/`iB` optional).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let bad = || format!("{s:?} is not a size; write e.g. 20G, 500M or 1073741824");
+    let t = t
+        .trim_end_matches("iB")
+        .trim_end_matches('B')
+        .trim_end_matches('i');
+    let (num, shift) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(bad()),
+            };
+            (&t[..i], shift)
+        }
+        _ => (t, 0),
+    };
+    let n: f64 = num.trim().parse().map_err(|_| bad())?;
+    if !n.is_finite() || n <= 0.0 {
+        return Err(bad());
+    }
+    let v = n * (1u64 << shift) as f64;
+    if v >= u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(v as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("20G").unwrap(), 20 << 30);
+        assert_eq!(parse_size("500MiB").unwrap(), 500 << 20);
+        assert_eq!(parse_size("1.5k").unwrap(), 1536);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        for bad in ["", "G", "-1G", "5X", "0"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_interval("0").unwrap(), Duration::ZERO);
+    }
 
     #[test]
     fn cli_is_well_formed() {

@@ -22,6 +22,7 @@ pub mod ranked;
 pub mod reference;
 pub mod registry;
 pub mod schedule;
+pub mod serve;
 pub mod text;
 
 use std::io::Write;
@@ -44,7 +45,12 @@ pub fn run(cli: Cli) -> ExitStatus {
             return ExitStatus::NothingUsable;
         }
     };
+    // serve shuts down on its own signals, letting transfers finish.
+    let serving = matches!(&cli.command, Command::Serve(a) if a.action.is_none());
     let outcome = runtime.block_on(async {
+        if serving {
+            return dispatch(&cli).await;
+        }
         tokio::select! {
             r = dispatch(&cli) => r,
             _ = tokio::signal::ctrl_c() => Ok(ExitStatus::Interrupted),
@@ -74,6 +80,7 @@ async fn dispatch(cli: &Cli) -> CommandResult {
         Command::List(args) => commands::list::run(args),
         Command::History(args) => commands::history::run(args),
         Command::Schedule(c) => commands::schedule::run(c),
+        Command::Serve(args) => commands::serve::run(args).await,
         Command::Completions(args) => commands::completions::run(args),
         Command::Man => commands::completions::man(),
     }

@@ -50,7 +50,7 @@ pub async fn probe_ranked(
     settings: &ProbeSettings,
     state_dir: Option<PathBuf>,
     events: Option<UnboundedSender<Event>>,
-    warn: &mut dyn FnMut(String),
+    warn: &mut (dyn FnMut(String) + Send),
 ) -> Ranked {
     let mut results = probe::probe(settings, events).await;
     let at = SystemTime::now();

@@ -123,7 +123,7 @@ pub fn parse_at(s: &str) -> Result<(u8, u8), String> {
 
 /// One ExecStart word, quoted as systemd.syntax(7) reads it; `%` and `$`
 /// doubled so systemd expands neither specifiers nor variables.
-fn systemd_word(w: &str) -> String {
+pub(crate) fn systemd_word(w: &str) -> String {
     let w = w.replace('%', "%%").replace('$', "$$");
     if !w.is_empty() && !w.chars().any(|c| c.is_whitespace() || "\"'\\;".contains(c)) {
         return w;
@@ -243,11 +243,11 @@ fn systemd_running() -> bool {
 }
 
 /// Whether to drive systemctl for units in `dir`.
-fn manages(dir: &Path) -> bool {
+pub(crate) fn manages(dir: &Path) -> bool {
     dir == Path::new(DEFAULT_UNIT_DIR) && systemd_running()
 }
 
-fn systemctl(args: &[&str]) -> Result<(), String> {
+pub(crate) fn systemctl(args: &[&str]) -> Result<(), String> {
     let out = Command::new("systemctl")
         .args(args)
         .output()
@@ -264,7 +264,7 @@ fn systemctl(args: &[&str]) -> Result<(), String> {
 }
 
 /// Write one of the job's files atomically, world-readable.
-fn write_file(path: &Path, text: &str) -> Result<(), ScheduleError> {
+pub(crate) fn write_file(path: &Path, text: &str) -> Result<(), ScheduleError> {
     files::check_writable(path)
         .and_then(|()| files::atomic_write(path, text.as_bytes(), None))
         .map_err(|e| {
@@ -311,7 +311,7 @@ pub fn remove_cron(places: &Places, said: &mut dyn FnMut(String)) -> Result<bool
     Ok(true)
 }
 
-fn remove_file(path: &Path, said: &mut dyn FnMut(String)) -> Result<(), ScheduleError> {
+pub(crate) fn remove_file(path: &Path, said: &mut dyn FnMut(String)) -> Result<(), ScheduleError> {
     match std::fs::remove_file(path) {
         Ok(()) => {
             said(format!("removed {}", path.display()));

@@ -9,6 +9,7 @@ pub mod list;
 pub mod probe;
 pub mod pull;
 pub mod schedule;
+pub mod serve;
 
 use crate::exit::ExitStatus;
 

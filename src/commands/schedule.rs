@@ -59,25 +59,7 @@ pub fn apply_args(extra: &[String]) -> Result<Vec<String>, String> {
 fn install(args: &ScheduleInstallArgs) -> CommandResult {
     let at = schedule::parse_at(&args.at).map_err(|e| Failure::usage(anyhow!(e)))?;
     let apply = apply_args(&args.apply).map_err(|e| Failure::usage(anyhow!(e)))?;
-    let exe = match &args.binary {
-        Some(b) => b
-            .canonicalize()
-            .map_err(|e| Failure::usage(anyhow!("--binary {}: {e}", b.display())))?,
-        None => {
-            let exe = std::env::current_exe()
-                .and_then(|p| p.canonicalize())
-                .map_err(|e| {
-                    Failure::usage(anyhow!("cannot tell where dmirror is installed: {e}"))
-                })?;
-            if let Some(place) = schedule::transient(&exe) {
-                return Err(Failure::usage(anyhow!(
-                    "this dmirror runs from {} ({place}), which the nightly job cannot rely on; install it first (cargo install --locked --path . --root /usr/local), then run /usr/local/bin/dmirror schedule install, or name a binary with --binary",
-                    exe.display()
-                )));
-            }
-            exe
-        }
-    };
+    let exe = installed_binary(args.binary.as_deref())?;
     let job = Job {
         exe,
         args: apply,
@@ -94,6 +76,30 @@ fn install(args: &ScheduleInstallArgs) -> CommandResult {
     }
     schedule::install(&job, at, args.cron, &places, &mut |l| say(l)).map_err(failure)?;
     Ok(ExitStatus::Success)
+}
+
+/// The binary a job or service runs: `--binary`, or this one unless it
+/// lives in a build or temporary directory.
+pub fn installed_binary(binary: Option<&std::path::Path>) -> Result<std::path::PathBuf, Failure> {
+    match binary {
+        Some(b) => b
+            .canonicalize()
+            .map_err(|e| Failure::usage(anyhow!("--binary {}: {e}", b.display()))),
+        None => {
+            let exe = std::env::current_exe()
+                .and_then(|p| p.canonicalize())
+                .map_err(|e| {
+                    Failure::usage(anyhow!("cannot tell where dmirror is installed: {e}"))
+                })?;
+            if let Some(place) = schedule::transient(&exe) {
+                return Err(Failure::usage(anyhow!(
+                    "this dmirror runs from {} ({place}), which an installed job or service cannot rely on; install it first (cargo install --locked --path . --root /usr/local), then run /usr/local/bin/dmirror from there, or name a binary with --binary",
+                    exe.display()
+                )));
+            }
+            Ok(exe)
+        }
+    }
 }
 
 fn remove(args: &ScheduleRemoveArgs) -> CommandResult {

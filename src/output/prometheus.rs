@@ -9,7 +9,7 @@ use crate::history::History;
 use crate::probe::{MirrorResult, Status};
 
 /// A label value with `\`, `"` and newlines escaped.
-fn label(v: &str) -> String {
+pub fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

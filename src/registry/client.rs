@@ -271,11 +271,39 @@ impl RegistryClient {
                 "invalid blob digest {blob:?}"
             )));
         }
+        let range = range
+            .filter(|(s, e)| e > s)
+            .map(|(start, end)| format!("bytes={start}-{}", end - 1));
+        self.blob_with(repo, blob, range).await
+    }
+
+    /// Start a blob download from byte `start` to its end (the whole blob
+    /// when `start` is 0).
+    pub async fn blob_from(
+        &self,
+        repo: &str,
+        blob: &str,
+        start: u64,
+    ) -> Result<Response, RegistryError> {
+        if !digest::is_valid(blob) {
+            return Err(RegistryError::broken(format!(
+                "invalid blob digest {blob:?}"
+            )));
+        }
+        self.blob_with(repo, blob, (start > 0).then(|| format!("bytes={start}-")))
+            .await
+    }
+
+    async fn blob_with(
+        &self,
+        repo: &str,
+        blob: &str,
+        range: Option<String>,
+    ) -> Result<Response, RegistryError> {
         let url = self.url(&format!("v2/{repo}/blobs/{blob}"))?;
         let mut headers = HeaderMap::new();
-        if let Some((start, end)) = range.filter(|(s, e)| e > s) {
-            let v = HeaderValue::from_str(&format!("bytes={start}-{}", end - 1))
-                .map_err(|e| RegistryError::broken(e.to_string()))?;
+        if let Some(r) = range {
+            let v = HeaderValue::from_str(&r).map_err(|e| RegistryError::broken(e.to_string()))?;
             headers.insert(RANGE, v);
         }
         self.get(repo, &url, headers).await

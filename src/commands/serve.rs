@@ -1,0 +1,185 @@
+//! `dmirror serve`: flags into the server's settings (one probe per
+//! registry the list serves), run until SIGINT or SIGTERM; `serve install`
+//! and `remove` for the systemd service.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use anyhow::anyhow;
+
+use super::{load_mirrors, parse_platform, say, CommandResult, Failure};
+use crate::cli::{ServeArgs, ServeCommand, ServeInstallArgs, ServeRemoveArgs, ServeRunArgs};
+use crate::exit::ExitStatus;
+use crate::probe::ProbeSettings;
+use crate::serve::{self, unit};
+
+/// A throughput sample's bound for serve's probes (they repeat).
+const SAMPLE_BYTES: u64 = 64 * 1024 * 1024;
+
+pub async fn run(args: &ServeArgs) -> CommandResult {
+    match &args.action {
+        Some(ServeCommand::Install(a)) => install(a),
+        Some(ServeCommand::Remove(a)) => remove(a),
+        None => serve(&args.run).await,
+    }
+}
+
+/// `--listen`: `HOST:PORT`, or `:PORT` for loopback.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, Failure> {
+    let s = s.trim();
+    let full = if s.starts_with(':') {
+        format!("127.0.0.1{s}")
+    } else {
+        s.to_owned()
+    };
+    full.parse().map_err(|_| {
+        Failure::usage(anyhow!(
+            "--listen {s:?}: give an address and port, e.g. 127.0.0.1:5280, [::1]:5280 or 0.0.0.0:5280"
+        ))
+    })
+}
+
+async fn serve(a: &ServeRunArgs) -> CommandResult {
+    let listen = parse_listen(&a.listen)?;
+    let list = load_mirrors(&a.source)?;
+    let network = super::network(&a.net).await?;
+    let platform = parse_platform(a.platform.as_deref())?;
+    let images = a
+        .image
+        .iter()
+        .map(|s| super::probe::parse_image(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let plans = match crate::apply::registries(&list, &[], &images, &|l| say(l)) {
+        Ok(p) => p,
+        // A list that serves nothing: every registry goes upstream.
+        Err(_) if images.is_empty() => Vec::new(),
+        Err(e) => return Err(Failure::usage(e)),
+    };
+    let probes = plans
+        .into_iter()
+        .map(|(registry, image)| ProbeSettings {
+            mirrors: list
+                .enabled()
+                .filter(|m| m.serves(&registry))
+                .cloned()
+                .collect(),
+            image,
+            platform: platform.clone(),
+            timeout: a.timeout,
+            budget: a.budget,
+            sample_bytes: SAMPLE_BYTES,
+            network: network.clone(),
+            settle_early: false,
+        })
+        .collect();
+    let cache_root = match &a.cache_dir {
+        Some(d) => d.clone(),
+        None => crate::pull::cache::Cache::default_root().ok_or_else(|| {
+            Failure::usage(anyhow!(
+                "no cache directory (HOME unset?); pass --cache-dir DIR"
+            ))
+        })?,
+    };
+    if !listen.ip().is_loopback() {
+        say(format!(
+            "note: listening on {listen}, not loopback: every machine that reaches this address can pull through this server"
+        ));
+    }
+    let settings = serve::ServeSettings {
+        listen,
+        mirrors: list.enabled().cloned().collect(),
+        probes,
+        cache_root,
+        max_cache: a.max_cache,
+        reprobe: (!a.reprobe.is_zero()).then_some(a.reprobe),
+        timeout: a.timeout,
+        first_byte: a.first_byte,
+        stall: a.first_byte,
+        network,
+        state_dir: (!a.no_history).then(crate::history::default_dir).flatten(),
+    };
+    let cache = settings.cache_root.clone();
+    serve::run(
+        settings,
+        Box::new(say),
+        |addr| {
+            say(format!(
+                "listening on http://{addr} (cache {}); use it as the only mirror: dmirror apply --via http://{addr}",
+                cache.display()
+            ))
+        },
+        shutdown(),
+    )
+    .await
+    .map_err(|e| match e {
+        serve::ServeError::Listen(..) => Failure::usage(e),
+        serve::ServeError::Cache(..) => Failure::new(ExitStatus::NothingUsable, e),
+    })?;
+    Ok(ExitStatus::Success)
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn install(a: &ServeInstallArgs) -> CommandResult {
+    let listen = parse_listen(&a.listen)?;
+    let exe = super::schedule::installed_binary(a.binary.as_deref())?;
+    let mut args = vec![
+        "serve".to_owned(),
+        "--listen".to_owned(),
+        listen.to_string(),
+    ];
+    args.extend(a.serve.iter().cloned());
+    // Checked by the parser the service will use.
+    let argv = std::iter::once("dmirror".to_owned()).chain(args.iter().cloned());
+    if let Err(e) = <crate::cli::Cli as clap::Parser>::try_parse_from(argv) {
+        let text = e.to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
+        return Err(Failure::usage(anyhow!(
+            "the options for dmirror serve are wrong: {first}"
+        )));
+    }
+    let text = unit::service(&exe, &args).map_err(|e| Failure::usage(anyhow!(e)))?;
+    let path = a.unit_dir.join(unit::SERVICE);
+    if a.dry_run {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "# {}\n{text}", path.display())?;
+        return Ok(ExitStatus::Success);
+    }
+    unit::install(&path, &text, &mut |l| say(l))
+        .map_err(|e| Failure::new(ExitStatus::NothingUsable, anyhow!(e)))?;
+    Ok(ExitStatus::Success)
+}
+
+fn remove(a: &ServeRemoveArgs) -> CommandResult {
+    let path = a.unit_dir.join(unit::SERVICE);
+    if a.dry_run {
+        let mut out = std::io::stdout().lock();
+        if path.exists() {
+            writeln!(out, "would remove {}", path.display())?;
+        } else {
+            writeln!(out, "the serve service is not installed")?;
+        }
+        return Ok(ExitStatus::Success);
+    }
+    if !unit::remove(&path, &mut |l| say(l))
+        .map_err(|e| Failure::new(ExitStatus::NothingUsable, anyhow!(e)))?
+    {
+        say("the serve service is not installed; nothing to remove");
+    }
+    Ok(ExitStatus::Success)
+}

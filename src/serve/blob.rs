@@ -1,0 +1,534 @@
+//! Blobs: from the cache, or fetched once however many clients ask.
+//!
+//! A blob not cached is fetched by one download task, which writes its
+//! bytes in order to `partial/<hex>.stream` and hashes them as they come;
+//! every client asking for it meanwhile reads that file up to what has
+//! been written. The source that cuts or stalls is demoted and the next
+//! one continues from the same offset (`Range`). Each response holds back
+//! its last byte until the whole blob has matched its digest: a blob that
+//! does not match ends every response with an error, never a clean end.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::sources::{Source, DEMOTION, DROP};
+use super::Ctx;
+use crate::registry::digest::Hasher;
+use crate::registry::RegistryError;
+
+/// Largest blob fetched when no manifest we served declared its size.
+pub const MAX_UNDECLARED: u64 = 64 << 30;
+/// Bytes read from disk per response chunk.
+const CHUNK: u64 = 256 * 1024;
+
+/// Why a blob could not be had.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum End {
+    Running,
+    /// Verified and in the cache.
+    Done,
+    Failed(Failed),
+}
+
+/// A download's state, watched by every response reading it.
+#[derive(Debug, Clone)]
+pub struct State {
+    /// Total size, once a source told it.
+    pub size: Option<u64>,
+    /// Bytes written, in order, from offset 0.
+    pub written: u64,
+    pub end: End,
+    /// The sources that sent bytes, in order.
+    pub from: Vec<String>,
+}
+
+/// One blob being fetched.
+pub struct Inflight {
+    pub file: Arc<File>,
+    pub state: watch::Receiver<State>,
+}
+
+/// The running download of `digest`, started if none is.
+pub fn join(
+    ctx: &Arc<Ctx>,
+    registry: &str,
+    repo: &str,
+    digest: &str,
+) -> Result<Arc<Inflight>, Failed> {
+    let mut all = super::lock(&ctx.inflight);
+    if let Some(i) = all.get(digest) {
+        ctx.metrics.joined.fetch_add(1, Relaxed);
+        return Ok(i.clone());
+    }
+    let (file, written, hasher) = open_stream(ctx, digest).map_err(|e| Failed {
+        status: 500,
+        code: "UNKNOWN",
+        message: format!("cache {}: {e}", ctx.store.root().display()),
+    })?;
+    let (tx, rx) = watch::channel(State {
+        size: None,
+        written,
+        end: End::Running,
+        from: Vec::new(),
+    });
+    let file = Arc::new(file);
+    let inflight = Arc::new(Inflight {
+        file: file.clone(),
+        state: rx,
+    });
+    all.insert(digest.to_owned(), inflight.clone());
+    drop(all);
+    let (ctx, registry, repo, digest) = (
+        ctx.clone(),
+        registry.to_owned(),
+        repo.to_owned(),
+        digest.to_owned(),
+    );
+    tokio::spawn(async move {
+        let end = fetch(&ctx, &registry, &repo, &digest, &file, hasher, &tx).await;
+        let end = match end {
+            Ok(()) => End::Done,
+            Err(f) => End::Failed(f),
+        };
+        super::lock(&ctx.inflight).remove(&digest);
+        tx.send_modify(|s| s.end = end);
+    });
+    Ok(inflight)
+}
+
+/// The stream file of `digest`: resumed where an earlier run left it (its
+/// bytes re-hashed), or a private one when another process holds it.
+fn open_stream(ctx: &Ctx, digest: &str) -> std::io::Result<(File, u64, Hasher)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let path = ctx.store.stream_path(digest);
+    let open = |p: &std::path::Path, truncate: bool| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(truncate)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(p)
+    };
+    let f = open(&path, false)?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let tmp = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(ctx.store.root()))?;
+        let (f, _) = tmp.keep().map_err(|e| e.error)?;
+        return Ok((f, 0, Hasher::default()));
+    }
+    let mut hasher = Hasher::default();
+    let mut buf = vec![0u8; CHUNK as usize];
+    let mut at = 0u64;
+    loop {
+        let n = f.read_at(&mut buf, at)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok((f, at, hasher))
+}
+
+/// Fetch `digest` into `file` from `written` on, source after source.
+async fn fetch(
+    ctx: &Arc<Ctx>,
+    registry: &str,
+    repo: &str,
+    digest: &str,
+    file: &File,
+    mut hasher: Hasher,
+    tx: &watch::Sender<State>,
+) -> Result<(), Failed> {
+    let declared = super::lock(&ctx.sizes).get(digest).copied();
+    let mut sources: Vec<Arc<Source>> = ctx.pool.mirrors(registry);
+    sources.extend(ctx.pool.upstream(registry));
+    let mut reasons = Vec::new();
+    let mut not_found = 0;
+    let mut tried = 0;
+    let mut done = false;
+    for src in &sources {
+        if tried > 0 {
+            ctx.metrics.failovers.fetch_add(1, Relaxed);
+        }
+        tried += 1;
+        match from_source(
+            ctx,
+            src,
+            registry,
+            repo,
+            digest,
+            declared,
+            file,
+            &mut hasher,
+            tx,
+        )
+        .await
+        {
+            Ok(()) => {
+                done = true;
+                break;
+            }
+            Err(e) => {
+                if e.message.contains("HTTP 404 from") {
+                    not_found += 1;
+                } else if !src.mirror.upstream {
+                    ctx.pool.demote(src.name(), DEMOTION);
+                }
+                if let Some(f) = e.fatal {
+                    return Err(f);
+                }
+                reasons.push(format!("{}: {}", src.name(), e.message));
+            }
+        }
+    }
+    let path = ctx.store.stream_path(digest);
+    if !done {
+        let status = if not_found == tried && tried > 0 {
+            404
+        } else {
+            502
+        };
+        return Err(Failed {
+            status,
+            code: if status == 404 {
+                "BLOB_UNKNOWN"
+            } else {
+                "UNAVAILABLE"
+            },
+            message: format!("no source could serve {digest}: {}", reasons.join("; ")),
+        });
+    }
+    let actual = hasher.finish();
+    if actual != digest {
+        ctx.metrics.verification_failures.fetch_add(1, Relaxed);
+        let from = tx.borrow().from.clone();
+        for name in &from {
+            ctx.pool.demote(name, DROP);
+        }
+        let _ = std::fs::remove_file(&path);
+        (ctx.log)(format!(
+            "verification failed: {digest} from {} hashes to {actual}; dropped {} for {}",
+            from.join(", "),
+            if from.len() == 1 { "it" } else { "them" },
+            humantime::format_duration(DROP)
+        ));
+        return Err(Failed {
+            status: 502,
+            code: "DIGEST_INVALID",
+            message: format!(
+                "the bytes of {digest} from {} hash to {actual}; try again",
+                from.join(", ")
+            ),
+        });
+    }
+    let _ = file.sync_data();
+    std::fs::rename(&path, ctx.store.cache.blob_path(digest)).map_err(|e| Failed {
+        status: 500,
+        code: "UNKNOWN",
+        message: format!("cache {}: {e}", ctx.store.root().display()),
+    })?;
+    ctx.evict_soon();
+    Ok(())
+}
+
+struct SourceError {
+    message: String,
+    /// Not the source's fault: stop trying others.
+    fatal: Option<Failed>,
+}
+
+impl From<RegistryError> for SourceError {
+    fn from(e: RegistryError) -> Self {
+        Self {
+            message: e.message,
+            fatal: None,
+        }
+    }
+}
+
+fn source_error(m: impl Into<String>) -> SourceError {
+    SourceError {
+        message: m.into(),
+        fatal: None,
+    }
+}
+
+/// Continue the download from one source.
+#[allow(clippy::too_many_arguments)]
+async fn from_source(
+    ctx: &Ctx,
+    src: &Source,
+    registry: &str,
+    repo: &str,
+    digest: &str,
+    declared: Option<u64>,
+    file: &File,
+    hasher: &mut Hasher,
+    tx: &watch::Sender<State>,
+) -> Result<(), SourceError> {
+    let offset = tx.borrow().written;
+    let wait = ctx.settings.first_byte;
+    let repo = src.repo(registry, repo);
+    let mut resp = tokio::time::timeout(wait, src.client.blob_from(&repo, digest, offset))
+        .await
+        .map_err(|_| {
+            source_error(format!(
+                "no answer within {}",
+                humantime::format_duration(wait)
+            ))
+        })??;
+    // What the answer covers: 206 from `offset`, or 200 from 0.
+    let (mut skip, total) = match resp.status().as_u16() {
+        206 => {
+            let total = resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit_once('/'))
+                .and_then(|(_, t)| t.parse::<u64>().ok());
+            let start = resp
+                .headers()
+                .get(reqwest::header::CONTENT_RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("bytes "))
+                .and_then(|v| v.split('-').next())
+                .and_then(|s| s.parse::<u64>().ok());
+            if start != Some(offset) {
+                return Err(source_error("answered a range it was not asked for"));
+            }
+            (0, total)
+        }
+        _ => (offset, resp.content_length()),
+    };
+    let total = match (total, declared) {
+        (Some(t), Some(d)) if t != d => {
+            return Err(source_error(format!(
+                "sends {t} bytes for {digest}, whose manifest declares {d}"
+            )))
+        }
+        (t, d) => d.or(t),
+    };
+    if let Some(t) = total {
+        if declared.is_none() && t > MAX_UNDECLARED {
+            return Err(source_error(format!(
+                "declares {t} bytes for {digest}, more than the {MAX_UNDECLARED} accepted without a manifest declaring it"
+            )));
+        }
+        let need = t.saturating_sub(offset);
+        let free = crate::pull::free_space(ctx.store.root()).unwrap_or(u64::MAX);
+        if need > free {
+            let f = Failed {
+                status: 507,
+                code: "UNKNOWN",
+                message: format!(
+                    "not enough space in {}: {digest} needs {need} more bytes, {free} are free; free some space or lower --max-cache",
+                    ctx.store.root().display()
+                ),
+            };
+            return Err(SourceError {
+                message: f.message.clone(),
+                fatal: Some(f),
+            });
+        }
+    }
+    tx.send_modify(|s| {
+        s.size = total;
+        s.from.push(src.name().to_owned());
+    });
+    let stall = ctx.settings.stall;
+    let mut at = offset;
+    loop {
+        let chunk = tokio::time::timeout(stall, resp.chunk())
+            .await
+            .map_err(|_| {
+                source_error(format!(
+                    "stalled for {} at byte {at}",
+                    humantime::format_duration(stall)
+                ))
+            })?
+            .map_err(|e| RegistryError::from_transport(&e, src.mirror.url.as_str()))?;
+        let Some(mut chunk) = chunk else { break };
+        if skip > 0 {
+            let n = skip.min(chunk.len() as u64);
+            skip -= n;
+            chunk = chunk.slice(n as usize..);
+        }
+        if chunk.is_empty() {
+            continue;
+        }
+        let end = at + chunk.len() as u64;
+        if total.is_some_and(|t| end > t) || (total.is_none() && end > MAX_UNDECLARED) {
+            return Err(source_error(format!(
+                "sends more than the {} bytes of {digest}",
+                total.unwrap_or(MAX_UNDECLARED)
+            )));
+        }
+        file.write_at(&chunk, at).map_err(|e| {
+            let f = Failed {
+                status: 507,
+                code: "UNKNOWN",
+                message: crate::pull::download::disk_error(&ctx.store.stream_path(digest), e)
+                    .to_string(),
+            };
+            SourceError {
+                message: f.message.clone(),
+                fatal: Some(f),
+            }
+        })?;
+        hasher.update(&chunk);
+        ctx.metrics.fetched(src.name(), chunk.len() as u64);
+        at = end;
+        tx.send_modify(|s| s.written = at);
+    }
+    match total {
+        Some(t) if at < t => Err(source_error(format!(
+            "cut the transfer at byte {at} of {t}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Wait until the download's size is known (or it failed).
+pub async fn size_of(inflight: &Inflight) -> Result<Option<u64>, Failed> {
+    let mut rx = inflight.state.clone();
+    loop {
+        {
+            let s = rx.borrow_and_update();
+            match &s.end {
+                End::Failed(f) => return Err(f.clone()),
+                End::Done => return Ok(s.size.or(Some(s.written))),
+                End::Running if s.size.is_some() => return Ok(s.size),
+                End::Running => {}
+            }
+        }
+        if rx.changed().await.is_err() {
+            return Err(gone());
+        }
+    }
+}
+
+fn gone() -> Failed {
+    Failed {
+        status: 502,
+        code: "UNAVAILABLE",
+        message: "the download ended without a word".into(),
+    }
+}
+
+/// A response body's source of bytes: `[start, end)` of the blob.
+pub enum Reader {
+    /// A download still running: read what it has written.
+    Live {
+        inflight: Arc<Inflight>,
+        rx: watch::Receiver<State>,
+    },
+    /// A cached blob, hashed as it is sent when `verify` names its digest
+    /// (a whole-blob response).
+    Cached {
+        file: File,
+        size: u64,
+        verify: Option<(String, Hasher)>,
+        path: std::path::PathBuf,
+    },
+}
+
+impl Reader {
+    /// The next chunk from `at` up to `end`; `None` at a clean end.
+    pub async fn next(
+        &mut self,
+        at: u64,
+        end: Option<u64>,
+    ) -> Option<std::io::Result<bytes::Bytes>> {
+        match self {
+            Reader::Live { inflight, rx } => loop {
+                let (written, size, state_end) = {
+                    let s = rx.borrow_and_update();
+                    (s.written, s.size, s.end.clone())
+                };
+                if let End::Failed(f) = &state_end {
+                    return Some(Err(std::io::Error::other(f.message.clone())));
+                }
+                let done = matches!(state_end, End::Done);
+                let limit = end.or(size).unwrap_or(u64::MAX);
+                let limit = if done { limit.min(written) } else { limit };
+                if at >= limit && done {
+                    return None;
+                }
+                // Hold back the last byte until the blob is verified.
+                let sendable = if done {
+                    written.min(limit)
+                } else {
+                    written.min(limit.saturating_sub(1))
+                };
+                if sendable > at {
+                    let n = (sendable - at).min(CHUNK) as usize;
+                    let mut buf = vec![0u8; n];
+                    return Some(
+                        inflight
+                            .file
+                            .read_exact_at(&mut buf, at)
+                            .map(|_| buf.into()),
+                    );
+                }
+                if rx.changed().await.is_err() {
+                    return Some(Err(std::io::Error::other(gone().message)));
+                }
+            },
+            Reader::Cached {
+                file,
+                size,
+                verify,
+                path,
+            } => {
+                let limit = end.unwrap_or(*size).min(*size);
+                if at >= limit {
+                    return None;
+                }
+                let n = (limit - at).min(CHUNK) as usize;
+                let mut buf = vec![0u8; n];
+                if let Err(e) = file.read_exact_at(&mut buf, at) {
+                    return Some(Err(e));
+                }
+                if let Some((digest, h)) = verify {
+                    h.update(&buf);
+                    if at + n as u64 == limit {
+                        let actual = std::mem::take(h).finish();
+                        if actual != *digest {
+                            let _ = std::fs::remove_file(path);
+                            return Some(Err(std::io::Error::other(format!(
+                                "cached {digest} hashes to {actual}; removed"
+                            ))));
+                        }
+                    }
+                }
+                Some(Ok(buf.into()))
+            }
+        }
+    }
+}
+
+/// Known blob sizes (from manifests served), bounded.
+pub fn remember_sizes(
+    sizes: &mut HashMap<String, u64>,
+    found: impl IntoIterator<Item = (String, u64)>,
+) {
+    if sizes.len() > 200_000 {
+        sizes.clear();
+    }
+    sizes.extend(found);
+}

@@ -1,0 +1,207 @@
+//! What serve keeps on disk, inside the cache `dmirror pull` uses:
+//! verified blobs and manifests in `blobs/sha256/` (content-addressed, so
+//! shared), a manifest's media type in `manifests/<hex>`, the digest each
+//! tag last resolved to in `tags/`, and a blob being streamed in
+//! `partial/<hex>.stream` (its bytes so far, in order, so a restart
+//! resumes it). Least recently used blobs go first when the cache grows
+//! past its limit.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use crate::files::atomic_write;
+use crate::pull::cache::Cache;
+use crate::registry::digest;
+
+/// A tag's last resolution, kept for when every source fails.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TagRecord {
+    pub registry: String,
+    pub repo: String,
+    pub tag: String,
+    pub digest: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub cache: Cache,
+}
+
+fn hex(d: &str) -> &str {
+    d.strip_prefix("sha256:").unwrap_or(d)
+}
+
+impl Store {
+    pub fn new(root: PathBuf) -> io::Result<Self> {
+        let cache = Cache::new(root);
+        cache.prepare()?;
+        fs::create_dir_all(cache.root().join("manifests"))?;
+        fs::create_dir_all(cache.root().join("tags"))?;
+        Ok(Self { cache })
+    }
+
+    pub fn root(&self) -> &Path {
+        self.cache.root()
+    }
+
+    /// A verified manifest and its media type, if cached. Bytes that no
+    /// longer hash to `digest` are removed, not served.
+    pub fn manifest(&self, d: &str) -> Option<(Vec<u8>, String)> {
+        let path = self.cache.blob_path(d);
+        let bytes =
+            crate::files::read_regular(&path, crate::registry::manifest::MAX_MANIFEST_BYTES as u64)
+                .ok()
+                .flatten()?;
+        if digest::of(&bytes) != d {
+            let _ = fs::remove_file(&path);
+            return None;
+        }
+        let media = fs::read_to_string(self.root().join("manifests").join(hex(d))).ok()?;
+        touch(&path);
+        Some((bytes, media.trim().to_owned()))
+    }
+
+    /// Keep a manifest already checked against `d`.
+    pub fn put_manifest(&self, d: &str, bytes: &[u8], media_type: &str) -> io::Result<()> {
+        atomic_write(
+            &self.root().join("manifests").join(hex(d)),
+            media_type.as_bytes(),
+            None,
+        )?;
+        atomic_write(&self.cache.blob_path(d), bytes, None)
+    }
+
+    fn tag_path(&self, registry: &str, repo: &str, tag: &str) -> PathBuf {
+        let key = digest::of(format!("{registry}/{repo}:{tag}").as_bytes());
+        self.root().join("tags").join(hex(&key))
+    }
+
+    pub fn tag(&self, registry: &str, repo: &str, tag: &str) -> Option<TagRecord> {
+        let b = crate::files::read_regular(&self.tag_path(registry, repo, tag), 4096)
+            .ok()
+            .flatten()?;
+        let r: TagRecord = serde_json::from_slice(&b).ok()?;
+        (r.registry == registry && r.repo == repo && r.tag == tag && digest::is_valid(&r.digest))
+            .then_some(r)
+    }
+
+    pub fn put_tag(&self, r: &TagRecord) -> io::Result<()> {
+        let b = serde_json::to_vec(r).map_err(io::Error::other)?;
+        atomic_write(&self.tag_path(&r.registry, &r.repo, &r.tag), &b, None)
+    }
+
+    /// Where a blob being streamed collects its bytes.
+    pub fn stream_path(&self, d: &str) -> PathBuf {
+        self.root()
+            .join("partial")
+            .join(format!("{}.stream", hex(d)))
+    }
+
+    /// Remove least recently used blobs until the cache holds at most
+    /// `max` bytes. Returns the bytes removed.
+    pub fn evict(&self, max: u64) -> u64 {
+        let Ok(entries) = fs::read_dir(self.cache.blobs_dir()) else {
+            return 0;
+        };
+        let mut all: Vec<(SystemTime, u64, PathBuf)> = entries
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let m = e.metadata().ok()?;
+                m.is_file().then(|| {
+                    (
+                        m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                        m.len(),
+                        e.path(),
+                    )
+                })
+            })
+            .collect();
+        let mut total: u64 = all.iter().map(|(_, n, _)| n).sum();
+        if total <= max {
+            return 0;
+        }
+        all.sort();
+        let mut removed = 0;
+        for (_, n, path) in all {
+            if total <= max {
+                break;
+            }
+            if fs::remove_file(&path).is_ok() {
+                if let Some(name) = path.file_name() {
+                    let _ = fs::remove_file(self.root().join("manifests").join(name));
+                }
+                total -= n;
+                removed += n;
+            }
+        }
+        removed
+    }
+}
+
+/// Mark `path` as used now (its mtime orders eviction), at most once an
+/// hour so reads stay reads.
+pub fn touch(path: &Path) {
+    let stale = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(3600));
+    if stale {
+        if let Ok(f) = fs::File::options().append(true).open(path) {
+            let _ = f.set_modified(SystemTime::now());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn least_recently_used_go_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::new(dir.path().to_owned()).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(7200);
+        let mut paths = Vec::new();
+        for (i, body) in [b"aaaa", b"bbbb", b"cccc"].iter().enumerate() {
+            let d = digest::of(*body);
+            s.put_manifest(&d, *body, "application/x").unwrap();
+            let p = s.cache.blob_path(&d);
+            let f = fs::File::options().append(true).open(&p).unwrap();
+            f.set_modified(old + Duration::from_secs(i as u64 * 10))
+                .unwrap();
+            paths.push((d, p));
+        }
+        // The oldest is used again: it moves to the back.
+        assert!(s.manifest(&paths[0].0).is_some());
+        assert_eq!(s.evict(8), 4);
+        assert!(paths[0].1.exists(), "the one just used stays");
+        assert!(!paths[1].1.exists(), "the least recently used goes");
+        assert!(paths[2].1.exists());
+        assert_eq!(s.evict(8), 0);
+    }
+
+    #[test]
+    fn tags_and_manifests_round_trip_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::new(dir.path().to_owned()).unwrap();
+        let d = digest::of(b"{}");
+        s.put_manifest(&d, b"{}", "application/vnd.oci.image.manifest.v1+json")
+            .unwrap();
+        assert_eq!(
+            s.manifest(&d).unwrap().1,
+            "application/vnd.oci.image.manifest.v1+json"
+        );
+        fs::write(s.cache.blob_path(&d), b"{ }").unwrap();
+        assert!(s.manifest(&d).is_none(), "tampered bytes are not served");
+        let r = TagRecord {
+            registry: "docker.io".into(),
+            repo: "library/a".into(),
+            tag: "1".into(),
+            digest: d.clone(),
+        };
+        s.put_tag(&r).unwrap();
+        assert_eq!(s.tag("docker.io", "library/a", "1").unwrap().digest, d);
+        assert!(s.tag("docker.io", "library/a", "2").is_none());
+    }
+}
