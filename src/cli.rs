@@ -209,6 +209,13 @@ pub struct ApplyArgs {
     /// Show the change to the configuration and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Point the runtime at a `dmirror serve` at URL instead of probing:
+    /// dockerd gets URL as its only mirror; containerd and podman one host
+    /// per registry (containerd's ns, podman's path prefix), upstream kept
+    /// as the fallback.
+    #[arg(long, value_name = "URL")]
+    pub via: Option<String>,
 }
 
 /// What `apply` configures.

@@ -403,6 +403,48 @@ async fn from_source(
     }
 }
 
+/// Blobs up to this size are verified before their response starts, so a
+/// source that lies about one costs the client nothing: the next source
+/// serves the same request. Larger ones stream as they arrive.
+pub const VERIFY_FIRST: u64 = 1 << 20;
+
+/// The download of `digest` to answer from, and its size: joined or
+/// started, and for a small blob finished and verified (a failed
+/// verification tries the next source, at most three times).
+pub async fn settled(
+    ctx: &Arc<Ctx>,
+    registry: &str,
+    repo: &str,
+    digest: &str,
+) -> Result<(Arc<Inflight>, Option<u64>), Failed> {
+    let mut tries = 0;
+    loop {
+        let inflight = join(ctx, registry, repo, digest)?;
+        let size = size_of(&inflight).await?;
+        if size.is_none_or(|s| s > VERIFY_FIRST) {
+            return Ok((inflight, size));
+        }
+        let mut rx = inflight.state.clone();
+        let end = loop {
+            let end = rx.borrow_and_update().end.clone();
+            if !matches!(end, End::Running) {
+                break end;
+            }
+            if rx.changed().await.is_err() {
+                break End::Failed(gone());
+            }
+        };
+        match end {
+            End::Failed(f) if f.code == "DIGEST_INVALID" && tries < 3 => {
+                tries += 1;
+                ctx.metrics.failovers.fetch_add(1, Relaxed);
+            }
+            End::Failed(f) => return Err(f),
+            _ => return Ok((inflight, size)),
+        }
+    }
+}
+
 /// Wait until the download's size is known (or it failed).
 pub async fn size_of(inflight: &Inflight) -> Result<Option<u64>, Failed> {
     let mut rx = inflight.state.clone();

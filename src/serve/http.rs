@@ -102,11 +102,14 @@ pub async fn handle(
                 "registry={registry} repo={repo} manifest={}",
                 reference.as_str()
             );
-            let accept = req
+            // Clients may send one Accept header per media type (dockerd does).
+            let all: Vec<&str> = req
                 .headers()
-                .get(ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
+                .get_all(ACCEPT)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            let accept = (!all.is_empty()).then(|| all.join(", "));
             manifest(
                 &ctx,
                 &line,
@@ -309,11 +312,7 @@ async fn blob(
         }
         Err(_) => {
             ctx.metrics.cache_misses.fetch_add(1, Relaxed);
-            let got = match blob::join(ctx, registry, repo, digest) {
-                Ok(i) => blob::size_of(&i).await.map(|s| (i, s)),
-                Err(f) => Err(f),
-            };
-            let (inflight, size) = match got {
+            let (inflight, size) = match blob::settled(ctx, registry, repo, digest).await {
                 Ok(x) => x,
                 Err(f) => {
                     ctx.metrics.request("blob", f.status);
@@ -362,7 +361,15 @@ async fn blob(
         line.log(ctx, status, 0, &source, cache, "");
         full(Bytes::new())
     } else {
-        stream(ctx.clone(), line, reader, start, end, source, cache)
+        stream(
+            ctx.clone(),
+            line,
+            reader,
+            (start, end),
+            status,
+            source,
+            cache,
+        )
     };
     let mut r = Response::new(body);
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
@@ -391,11 +398,14 @@ fn stream(
     ctx: Arc<Ctx>,
     line: Line,
     reader: Reader,
-    start: u64,
-    end: Option<u64>,
+    (start, end): (u64, Option<u64>),
+    status: u16,
     source: String,
     cache: &'static str,
 ) -> Body {
+    /// The body's state; its line is logged when it is dropped (hyper
+    /// stops polling once Content-Length bytes went out, or the client
+    /// left), saying how it ended.
     struct St {
         ctx: Arc<Ctx>,
         line: Line,
@@ -405,7 +415,30 @@ fn stream(
         end: Option<u64>,
         source: String,
         cache: &'static str,
-        finished: bool,
+        status: u16,
+        /// Why it ended early, if it did.
+        aborted: Option<String>,
+        done: bool,
+    }
+    impl Drop for St {
+        fn drop(&mut self) {
+            let source = live_source(&self.reader).unwrap_or(self.source.clone());
+            let complete = self.done || self.end.is_some_and(|e| self.at >= e);
+            let note = match (&self.aborted, complete) {
+                (Some(why), _) => format!("aborted: {why}"),
+                (None, true) => String::new(),
+                (None, false) => "the client left before the end".into(),
+            };
+            let (at, start) = (self.at, self.start);
+            self.line.log(
+                &self.ctx,
+                self.status,
+                at - start,
+                &source,
+                self.cache,
+                &note,
+            );
+        }
     }
     let st = St {
         ctx,
@@ -416,10 +449,12 @@ fn stream(
         end,
         source,
         cache,
-        finished: false,
+        status,
+        aborted: None,
+        done: false,
     };
     let s = futures::stream::unfold(st, |mut st| async move {
-        if st.finished {
+        if st.aborted.is_some() {
             return None;
         }
         match st.reader.next(st.at, st.end).await {
@@ -432,22 +467,15 @@ fn stream(
                 Some((Ok(Frame::data(b)), st))
             }
             Some(Err(e)) => {
-                let source = live_source(&st.reader).unwrap_or(st.source.clone());
-                st.line.log(
-                    &st.ctx,
-                    200,
-                    st.at - st.start,
-                    &source,
-                    st.cache,
-                    &format!("aborted: {e}"),
-                );
-                st.finished = true;
+                st.aborted = Some(e.to_string());
                 Some((Err(e), st))
             }
             None => {
-                let source = live_source(&st.reader).unwrap_or(st.source.clone());
-                st.line
-                    .log(&st.ctx, 200, st.at - st.start, &source, st.cache, "");
+                // Read by St's Drop, which logs the line.
+                #[allow(unused_assignments)]
+                {
+                    st.done = true;
+                }
                 None
             }
         }

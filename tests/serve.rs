@@ -1,0 +1,675 @@
+//! `dmirror serve` against the lab: a real dockerd whose only mirror is the
+//! server pulls the current image from a list with a hanging, a 403, a
+//! stale, a tampering and a good mirror; containerd (ns routing) and skopeo
+//! (prefix routing) pull through the files `apply --via` writes; a mirror
+//! killed mid-blob does not fail the request; uploads are refused; a tag
+//! is answered from the cache when every source is gone.
+
+mod lab;
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lab::dockerd::{isolate, Containerd, Dockerd};
+use lab::hostile::{self, Content, Reply};
+use lab::{dmirror, Front, Image, Lab};
+
+const REPO: &str = "library/small";
+const MB: usize = 1024 * 1024;
+
+/// A running `dmirror serve`, its log collected; stopped with SIGTERM.
+struct Serve {
+    child: Child,
+    url: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Serve {
+    fn start(lab: &Lab, mirrors: &Path, extra: &[&str]) -> Serve {
+        let mut child = dmirror(lab)
+            .args(["serve", "--listen", "127.0.0.1:0", "--timeout", "2s"])
+            .args(["--first-byte", "1s", "--budget", "1s", "--no-history"])
+            .arg("--mirrors")
+            .arg(mirrors)
+            .args(["--proxy", "none"])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start dmirror serve");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let url = rest.split_whitespace().next().unwrap_or("").to_owned();
+                    let _ = tx.send(url);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("serve did not start: {:?}", log.lock().unwrap()));
+        Serve { child, url, log }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Wait until the log holds `needle`.
+    fn wait_for(&self, needle: &str, within: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if self.log().contains(needle) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!(
+            "no {needle:?} in the log within {within:?}:\n{}",
+            self.log()
+        );
+    }
+
+    fn authority(&self) -> String {
+        self.url.trim_start_matches("http://").to_owned()
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(40) {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("serve did not stop on SIGTERM");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .no_proxy()
+        .build()
+        .expect("client")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The image's blob `digest` through serve: its bytes, or the error that
+/// ended the transfer.
+fn get_blob(s: &Serve, repo: &str, digest: &str) -> Result<Vec<u8>, String> {
+    let resp = http()
+        .get(format!("{}/v2/{repo}/blobs/{digest}", s.url))
+        .send()
+        .map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status()));
+    }
+    let mut body = Vec::new();
+    let mut resp = resp;
+    resp.read_to_end(&mut body).map_err(|e| e.to_string())?;
+    Ok(body)
+}
+
+/// Upstream of every registry: a refused port, so nothing leaves the machine.
+fn upstream_entry(lab: &Lab, registry: &str) -> (String, String, String) {
+    (
+        format!("upstream-{}", registry.replace('.', "-")),
+        format!("http://127.0.0.1:{}", lab.refused_port()),
+        format!("upstream = true\nregistry = \"{registry}\""),
+    )
+}
+
+fn toml_of(lab: &Lab, file: &str, entries: &[(String, String, String)]) -> PathBuf {
+    let e: Vec<(&str, String, &str)> = entries
+        .iter()
+        .map(|(n, u, x)| (n.as_str(), u.clone(), x.as_str()))
+        .collect();
+    lab.mirrors_toml(file, &e)
+}
+
+/// Issue 16: a real dockerd whose only mirror is serve, in front of a list
+/// with a mirror that never answers, a 403 one, a stale one, a tampering
+/// one and a good one, pulls the current image, correct, with no stall.
+/// The tampered layer is small, so it is verified before its response
+/// starts: the good mirror serves the same request and dockerd never
+/// retries.
+#[test]
+fn docker_pulls_the_current_image_through_serve_from_a_bad_list() {
+    if isolate("docker_pulls_the_current_image_through_serve_from_a_bad_list") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    let current = Image::synthetic(161, "amd64", &[4 * MB, 256 * 1024]);
+    origin.push(REPO, "latest", &current);
+    let old = lab.registry("old");
+    let previous = Image::synthetic(160, "amd64", &[4 * MB, 256 * 1024]);
+    old.push(REPO, "latest", &previous);
+    // The tamperer serves the current manifest and the large layer (what a
+    // probe samples) right, and noise for the small layer.
+    let small = current.layers[1].clone();
+    let evil = hostile::registry(Content::of(&current), move |req| {
+        req.path
+            .ends_with(&small.digest)
+            .then(|| Reply::new(200, lab::noise(9, small.bytes.len())))
+    });
+    let urls = lab.nginx(&[
+        (
+            "forbidden",
+            Front::Status {
+                code: 403,
+                body: r#"{"message":"campus only"}"#,
+                content_type: "application/json",
+                retry_after: None,
+            },
+        ),
+        (
+            "good",
+            Front::Proxy {
+                upstream: origin.port,
+                rate: Some("8m"),
+            },
+        ),
+    ]);
+    let hang = lab.hanging_port();
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            (
+                "hang".into(),
+                format!("http://127.0.0.1:{hang}"),
+                String::new(),
+            ),
+            ("forbidden".into(), urls["forbidden"].clone(), String::new()),
+            (
+                "stale".into(),
+                format!("http://127.0.0.1:{}", old.port),
+                String::new(),
+            ),
+            ("evil".into(), evil, String::new()),
+            ("good".into(), urls["good"].clone(), String::new()),
+            upstream_entry(&lab, "docker.io"),
+        ],
+    );
+    let s = Serve::start(&lab, &mirrors, &["--image", "small"]);
+    // /v2/ answers at once, while the probe still waits on "hang".
+    let v2 = http()
+        .get(format!("{}/v2/", s.url))
+        .send()
+        .expect("GET /v2/");
+    assert_eq!(v2.status(), 200);
+    assert!(!s.log().contains("probe docker.io"), "{}", s.log());
+    s.wait_for("probe docker.io", Duration::from_secs(30));
+
+    let config = lab.path("daemon.json");
+    std::fs::write(&config, format!(r#"{{"registry-mirrors": ["{}"]}}"#, s.url)).expect("write");
+    let d = Dockerd::start(&lab.path("docker"), &config);
+    let start = Instant::now();
+    let out = d.docker(&["pull", "small"]);
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "docker pull: {}\n{}",
+        stderr(&out),
+        s.log()
+    );
+    let layers = d.docker(&[
+        "image",
+        "inspect",
+        "small",
+        "--format",
+        "{{json .RootFS.Layers}}",
+    ]);
+    let layers: Vec<String> = serde_json::from_slice(&layers.stdout).expect("layers");
+    assert_eq!(layers, current.diff_ids, "not the current image");
+    // A mirror that accepts and never answers costs dockerd 15 s a pull
+    // when it is in registry-mirrors; through serve it costs nothing.
+    assert!(
+        took < Duration::from_secs(12),
+        "docker pull took {took:?}\n{}",
+        s.log()
+    );
+    let log = s.log();
+    assert!(!log.contains("source=hang"), "{log}");
+    assert!(!log.contains("source=forbidden"), "{log}");
+    assert!(!log.contains("source=stale"), "{log}");
+    // The tamperer was caught, and the retry came from the good mirror.
+    assert!(log.contains("verification failed"), "{log}");
+    assert!(
+        log.contains(&format!("blob={} status=200", current.layers[1].digest)),
+        "{log}"
+    );
+    let metrics = http()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    assert!(
+        metrics.contains("dmirror_serve_verification_failures_total 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dmirror_serve_fetched_bytes_total{mirror=\"good\"}"),
+        "{metrics}"
+    );
+}
+
+/// Issue 16, items 3 and 8: `apply --via` writes hosts.toml files (ns
+/// routing) that containerd pulls a Docker Hub and a ghcr.io image
+/// through, and a registries.conf (prefix routing) skopeo copies through.
+#[test]
+fn containerd_and_skopeo_pull_through_the_files_apply_via_writes() {
+    if isolate("containerd_and_skopeo_pull_through_the_files_apply_via_writes") {
+        return;
+    }
+    lab::require("skopeo", "skopeo");
+    let mut lab = Lab::new();
+    let hub = lab.registry("hub");
+    let hub_image = Image::synthetic(162, "amd64", &[MB, 64 * 1024]);
+    hub.push(REPO, "latest", &hub_image);
+    let ghcr = lab.registry("ghcr");
+    let gh_image = Image::synthetic(163, "amd64", &[MB]);
+    ghcr.push("owner/app", "v1", &gh_image);
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            (
+                "hub".into(),
+                format!("http://127.0.0.1:{}", hub.port),
+                String::new(),
+            ),
+            (
+                "gh".into(),
+                format!("http://127.0.0.1:{}", ghcr.port),
+                "registry = \"ghcr.io\"".into(),
+            ),
+            upstream_entry(&lab, "docker.io"),
+            upstream_entry(&lab, "ghcr.io"),
+        ],
+    );
+    let s = Serve::start(
+        &lab,
+        &mirrors,
+        &["--image", "small", "--image", "ghcr.io/owner/app:v1"],
+    );
+
+    let hosts = lab.path("certs.d");
+    let out = dmirror(&lab)
+        .args(["apply", "--target", "containerd", "--via", &s.url, "--json"])
+        .arg("--hosts-dir")
+        .arg(&hosts)
+        .arg("--mirrors")
+        .arg(&mirrors)
+        .args([
+            "--image",
+            "small",
+            "--image",
+            "ghcr.io/owner/app:v1",
+            "--proxy",
+            "none",
+        ])
+        .output()
+        .expect("apply --via");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    for registry in ["docker.io", "ghcr.io"] {
+        let text =
+            std::fs::read_to_string(hosts.join(registry).join("hosts.toml")).expect("hosts.toml");
+        let doc: toml::Table = toml::from_str(&text).expect("toml");
+        let hosts_of = doc["host"].as_table().expect("hosts");
+        assert_eq!(hosts_of.keys().collect::<Vec<_>>(), [&s.url], "{text}");
+        assert!(
+            doc["server"].as_str().is_some(),
+            "upstream stays the fallback: {text}"
+        );
+    }
+    let c = Containerd::start(&lab.path("containerd"));
+    for image in ["docker.io/library/small:latest", "ghcr.io/owner/app:v1"] {
+        let out = c.ctr(&[
+            "images",
+            "pull",
+            "--hosts-dir",
+            hosts.to_str().unwrap(),
+            image,
+        ]);
+        assert!(
+            out.status.success(),
+            "ctr pull {image}: {}\n{}",
+            stderr(&out),
+            s.log()
+        );
+    }
+    let log = s.log();
+    assert!(
+        log.contains("registry=ghcr.io repo=owner/app manifest=v1"),
+        "{log}"
+    );
+    assert!(log.contains("source=gh"), "{log}");
+
+    let conf = lab.path("registries.conf");
+    let out = dmirror(&lab)
+        .args(["apply", "--target", "podman", "--via", &s.url, "--json"])
+        .arg("--registries-conf")
+        .arg(&conf)
+        .arg("--mirrors")
+        .arg(&mirrors)
+        .args([
+            "--image",
+            "small",
+            "--image",
+            "ghcr.io/owner/app:v1",
+            "--proxy",
+            "none",
+        ])
+        .output()
+        .expect("apply --via");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&conf).expect("conf");
+    assert!(
+        text.contains(&format!("location = \"{}/ghcr.io\"", s.authority())),
+        "{text}"
+    );
+    let dir = lab.path("oci");
+    let out = Command::new("skopeo")
+        .arg("--registries-conf")
+        .arg(&conf)
+        .args([
+            "copy",
+            "--retry-times",
+            "0",
+            "docker://ghcr.io/owner/app:v1",
+        ])
+        .arg(format!("oci:{}", dir.display()))
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo copy: {}\n{}",
+        stderr(&out),
+        s.log()
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).expect("index"))
+            .expect("json");
+    assert_eq!(index["manifests"][0]["digest"], gh_image.digest.as_str());
+    assert!(
+        s.log().contains("registry=ghcr.io repo=owner/app"),
+        "{}",
+        s.log()
+    );
+
+    // --via names something that is not a registry: refused, nothing written.
+    let out = dmirror(&lab)
+        .args([
+            "apply",
+            "--target",
+            "podman",
+            "--via",
+            &format!("http://127.0.0.1:{}", lab.refused_port()),
+        ])
+        .arg("--registries-conf")
+        .arg(lab.path("other.conf"))
+        .arg("--mirrors")
+        .arg(&mirrors)
+        .args(["--proxy", "none"])
+        .output()
+        .expect("apply --via");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("start the server first"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!lab.path("other.conf").exists());
+}
+
+/// Issue 16, items 4 and 6: the mirror serving a blob is killed in the
+/// middle of it; the same request goes on from the next mirror, and the
+/// client gets every byte, verified. A tampered blob ends the response
+/// with an error, never a clean end, and the retry is served right.
+#[test]
+fn a_mirror_killed_mid_blob_and_a_tampered_blob() {
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    let image = Image::synthetic(164, "amd64", &[6 * MB, 128 * 1024]);
+    origin.push(REPO, "latest", &image);
+    let first = lab.nginx(&[(
+        "first",
+        Front::Proxy {
+            upstream: origin.port,
+            rate: Some("2m"),
+        },
+    )]);
+    let second = lab.nginx(&[(
+        "second",
+        Front::Proxy {
+            upstream: origin.port,
+            rate: Some("1m"),
+        },
+    )]);
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            ("first".into(), first["first"].clone(), String::new()),
+            ("second".into(), second["second"].clone(), String::new()),
+            upstream_entry(&lab, "docker.io"),
+        ],
+    );
+    let s = Serve::start(&lab, &mirrors, &["--image", "small"]);
+    s.wait_for("order: first, second", Duration::from_secs(30));
+    let big = image.largest_layer().clone();
+    let url = s.url.clone();
+    let getter = std::thread::spawn(move || {
+        let mut body = Vec::new();
+        let r = http()
+            .get(format!("{url}/v2/{REPO}/blobs/{}", big.digest))
+            .send()
+            .and_then(|mut r| r.copy_to(&mut body));
+        (r.map(|_| ()), body)
+    });
+    // Kill the first mirror's nginx a second into the transfer.
+    std::thread::sleep(Duration::from_secs(1));
+    kill_nginx_serving(&lab, &first["first"]);
+    let (r, body) = getter.join().expect("getter");
+    assert!(r.is_ok(), "{r:?}\n{}", s.log());
+    assert_eq!(lab::sha256(&body), image.largest_layer().digest);
+    // The request's line comes once its body has ended.
+    s.wait_for("source=first+second", Duration::from_secs(5));
+
+    // Uploads and deletes: refused as the spec says.
+    for method in ["POST", "PUT", "PATCH", "DELETE"] {
+        let r = http()
+            .request(
+                reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}/v2/{REPO}/blobs/uploads/", s.url),
+            )
+            .send()
+            .expect("request");
+        assert_eq!(r.status(), 405, "{method}");
+        let v: serde_json::Value = serde_json::from_slice(&r.bytes().unwrap()).expect("error JSON");
+        assert_eq!(v["errors"][0]["code"], "UNSUPPORTED", "{method}");
+    }
+    for (path, code) in [
+        ("/v2/Bad/Name/manifests/latest", "NAME_INVALID"),
+        ("/v2/library/small/manifests/-bad", "TAG_INVALID"),
+        ("/v2/library/small/blobs/sha256:xyz", "DIGEST_INVALID"),
+    ] {
+        let r = http()
+            .get(format!("{}{path}", s.url))
+            .send()
+            .expect("request");
+        assert_eq!(r.status(), 400, "{path}");
+        let v: serde_json::Value = serde_json::from_slice(&r.bytes().unwrap()).expect("error JSON");
+        assert_eq!(v["errors"][0]["code"], code, "{path}");
+    }
+}
+
+/// Issue 16, item 6: a blob whose bytes do not match its digest ends the
+/// response with an error (the last byte is held until verified); the
+/// mirror is dropped, and the retry is served from the next one.
+#[test]
+fn a_tampered_blob_aborts_the_response_and_the_retry_is_right() {
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    // The tampered layer is past VERIFY_FIRST (1 MiB), so it streams; the
+    // largest (what the probe samples) is served right.
+    let image = Image::synthetic(165, "amd64", &[2 * MB, 3 * MB / 2]);
+    origin.push(REPO, "latest", &image);
+    let small = image.layers[1].clone();
+    let bad = small.clone();
+    let evil = hostile::registry(Content::of(&image), move |req| {
+        req.path
+            .ends_with(&bad.digest)
+            .then(|| Reply::new(200, lab::noise(3, bad.bytes.len())))
+    });
+    let urls = lab.nginx(&[(
+        "good",
+        Front::Proxy {
+            upstream: origin.port,
+            rate: Some("1m"),
+        },
+    )]);
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            ("evil".into(), evil, String::new()),
+            ("good".into(), urls["good"].clone(), String::new()),
+            upstream_entry(&lab, "docker.io"),
+        ],
+    );
+    let s = Serve::start(&lab, &mirrors, &["--image", "small"]);
+    s.wait_for("order: evil, good", Duration::from_secs(30));
+    let first = get_blob(&s, REPO, &small.digest);
+    assert!(first.is_err(), "a tampered blob ended cleanly");
+    let second = get_blob(&s, REPO, &small.digest).expect("the retry");
+    assert_eq!(lab::sha256(&second), small.digest);
+    assert!(s.log().contains("verification failed"), "{}", s.log());
+    // Cached now: served from disk, verified on the way.
+    let third = get_blob(&s, REPO, &small.digest).expect("from the cache");
+    assert_eq!(third, second);
+    s.wait_for("source=cache cache=hit", Duration::from_secs(5));
+}
+
+/// Issue 16, items 5 and 7: after a restart with every source gone, a tag
+/// resolved before is answered from the cache (marked in the log), and
+/// its blobs too; SIGTERM stops the server cleanly.
+#[test]
+fn a_tag_is_served_from_the_cache_when_every_source_is_gone() {
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    let image = Image::synthetic(166, "amd64", &[512 * 1024]);
+    origin.push(REPO, "latest", &image);
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            (
+                "m".into(),
+                format!("http://127.0.0.1:{}", origin.port),
+                String::new(),
+            ),
+            upstream_entry(&lab, "docker.io"),
+        ],
+    );
+    let cache = lab.path("cache-dir");
+    let cache_s = cache.to_str().unwrap().to_owned();
+    let manifest = |s: &Serve| {
+        http()
+            .get(format!("{}/v2/small/manifests/latest", s.url))
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .expect("manifest")
+    };
+    let mut s = Serve::start(
+        &lab,
+        &mirrors,
+        &["--image", "small", "--cache-dir", &cache_s],
+    );
+    let r = manifest(&s);
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["docker-content-digest"], image.digest.as_str());
+    assert_eq!(lab::sha256(&r.bytes().unwrap()), image.digest);
+    get_blob(&s, REPO, &image.layers[0].digest).expect("blob");
+    assert!(s.stop().success(), "serve exits 0 on SIGTERM");
+
+    let gone = toml_of(
+        &lab,
+        "gone.toml",
+        &[
+            (
+                "m".into(),
+                format!("http://127.0.0.1:{}", lab.refused_port()),
+                String::new(),
+            ),
+            upstream_entry(&lab, "docker.io"),
+        ],
+    );
+    let s = Serve::start(&lab, &gone, &["--image", "small", "--cache-dir", &cache_s]);
+    let r = manifest(&s);
+    assert_eq!(r.status(), 200, "{}", s.log());
+    assert_eq!(lab::sha256(&r.bytes().unwrap()), image.digest);
+    assert!(s.log().contains("stale"), "{}", s.log());
+    let blob = get_blob(&s, REPO, &image.layers[0].digest).expect("blob from the cache");
+    assert_eq!(lab::sha256(&blob), image.layers[0].digest);
+    // Something never seen: the reasons, not a hang.
+    let r = http()
+        .get(format!("{}/v2/library/other/manifests/latest", s.url))
+        .send()
+        .expect("manifest");
+    assert_eq!(r.status(), 502);
+    let v: serde_json::Value = serde_json::from_slice(&r.bytes().unwrap()).expect("json");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no source could resolve library/other:latest"),
+        "{v}"
+    );
+}
+
+/// Stop the nginx whose configuration listens on `url`'s port (SIGTERM:
+/// nginx's fast shutdown, connections cut).
+fn kill_nginx_serving(lab: &Lab, url: &str) {
+    let port = url.rsplit(':').next().unwrap();
+    for entry in std::fs::read_dir(lab.dir.path()).unwrap().flatten() {
+        let conf = entry.path().join("nginx.conf");
+        let Ok(text) = std::fs::read_to_string(&conf) else {
+            continue;
+        };
+        if text.contains(&format!("listen 127.0.0.1:{port};")) {
+            let pid = std::fs::read_to_string(entry.path().join("nginx.pid")).unwrap();
+            let status = Command::new("kill")
+                .args(["-TERM", pid.trim()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            return;
+        }
+    }
+    panic!("no nginx serves {url}");
+}
