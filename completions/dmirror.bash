@@ -43,6 +43,9 @@ _dmirror() {
             dmirror,schedule)
                 cmd="dmirror__subcmd__schedule"
                 ;;
+            dmirror,serve)
+                cmd="dmirror__subcmd__serve"
+                ;;
             dmirror__subcmd__help,apply)
                 cmd="dmirror__subcmd__help__subcmd__apply"
                 ;;
@@ -70,11 +73,20 @@ _dmirror() {
             dmirror__subcmd__help,schedule)
                 cmd="dmirror__subcmd__help__subcmd__schedule"
                 ;;
+            dmirror__subcmd__help,serve)
+                cmd="dmirror__subcmd__help__subcmd__serve"
+                ;;
             dmirror__subcmd__help__subcmd__schedule,install)
                 cmd="dmirror__subcmd__help__subcmd__schedule__subcmd__install"
                 ;;
             dmirror__subcmd__help__subcmd__schedule,remove)
                 cmd="dmirror__subcmd__help__subcmd__schedule__subcmd__remove"
+                ;;
+            dmirror__subcmd__help__subcmd__serve,install)
+                cmd="dmirror__subcmd__help__subcmd__serve__subcmd__install"
+                ;;
+            dmirror__subcmd__help__subcmd__serve,remove)
+                cmd="dmirror__subcmd__help__subcmd__serve__subcmd__remove"
                 ;;
             dmirror__subcmd__schedule,help)
                 cmd="dmirror__subcmd__schedule__subcmd__help"
@@ -94,6 +106,24 @@ _dmirror() {
             dmirror__subcmd__schedule__subcmd__help,remove)
                 cmd="dmirror__subcmd__schedule__subcmd__help__subcmd__remove"
                 ;;
+            dmirror__subcmd__serve,help)
+                cmd="dmirror__subcmd__serve__subcmd__help"
+                ;;
+            dmirror__subcmd__serve,install)
+                cmd="dmirror__subcmd__serve__subcmd__install"
+                ;;
+            dmirror__subcmd__serve,remove)
+                cmd="dmirror__subcmd__serve__subcmd__remove"
+                ;;
+            dmirror__subcmd__serve__subcmd__help,help)
+                cmd="dmirror__subcmd__serve__subcmd__help__subcmd__help"
+                ;;
+            dmirror__subcmd__serve__subcmd__help,install)
+                cmd="dmirror__subcmd__serve__subcmd__help__subcmd__install"
+                ;;
+            dmirror__subcmd__serve__subcmd__help,remove)
+                cmd="dmirror__subcmd__serve__subcmd__help__subcmd__remove"
+                ;;
             *)
                 ;;
         esac
@@ -101,7 +131,7 @@ _dmirror() {
 
     case "${cmd}" in
         dmirror)
-            opts="-h -V --help --version probe apply pull list history schedule completions man help"
+            opts="-h -V --help --version probe apply pull list history schedule serve completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -115,7 +145,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__apply)
-            opts="-m -i -p -t -f -j -r -n -h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --proxy --certs-dir --target --hosts-dir --registries-conf --registry --top --daemon-json --reload --restart --dockerd-pidfile --verify-timeout --margin --dry-run --help --version"
+            opts="-m -i -p -t -f -j -r -n -h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --proxy --certs-dir --target --hosts-dir --registries-conf --registry --top --daemon-json --reload --restart --dockerd-pidfile --verify-timeout --margin --dry-run --via --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -221,6 +251,10 @@ _dmirror() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --via)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -243,7 +277,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__help)
-            opts="probe apply pull list history schedule completions man help"
+            opts="probe apply pull list history schedule serve completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -397,6 +431,48 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__help__subcmd__schedule__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__help__subcmd__serve)
+            opts="install remove"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__help__subcmd__serve__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__help__subcmd__serve__subcmd__remove)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -744,6 +820,192 @@ _dmirror() {
                     return 0
                     ;;
                 --cron-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__serve)
+            opts="-l -m -i -p -t -h -V --listen --mirrors --cache-dir --max-cache --reprobe --image --platform --timeout --first-byte --budget --no-history --proxy --certs-dir --help --version install remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --mirrors)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -m)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-cache)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --reprobe)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --image)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -i)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --platform)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -p)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -t)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --first-byte)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --budget)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --proxy)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --certs-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__serve__subcmd__help)
+            opts="install remove help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__serve__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__serve__subcmd__help__subcmd__install)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__serve__subcmd__help__subcmd__remove)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__serve__subcmd__install)
+            opts="-l -h -V --listen --dry-run --binary --unit-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --listen)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -l)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --binary)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unit-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__serve__subcmd__remove)
+            opts="-h -V --dry-run --unit-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --unit-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -673,3 +673,76 @@ fn kill_nginx_serving(lab: &Lab, url: &str) {
     }
     panic!("no nginx serves {url}");
 }
+
+/// Issue 16, item 8: `serve install` writes a sandboxed service that
+/// `systemd-analyze verify` accepts, ordered before docker and containerd;
+/// options after `--` are checked by the serve parser; `remove` undoes it.
+#[test]
+fn serve_install_writes_a_verified_sandboxed_service() {
+    let lab = Lab::new();
+    let units = lab.path("units");
+    std::fs::create_dir_all(&units).expect("dir");
+    let run = |args: &[&str]| {
+        dmirror(&lab)
+            .arg("serve")
+            .arg(args[0])
+            .arg("--unit-dir")
+            .arg(&units)
+            .args(&args[1..])
+            .output()
+            .expect("run")
+    };
+    let bin = env!("CARGO_BIN_EXE_dmirror");
+    let out = run(&[
+        "install",
+        "--binary",
+        bin,
+        "--dry-run",
+        "--listen",
+        "127.0.0.1:5299",
+        "--",
+        "--max-cache",
+        "20G",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !units.join("dmirror-serve.service").exists(),
+        "--dry-run wrote"
+    );
+    for want in [
+        &format!("ExecStart={bin} serve --listen 127.0.0.1:5299 --max-cache 20G") as &str,
+        "Before=docker.service containerd.service",
+        "Restart=on-failure",
+        "DynamicUser=yes",
+        "CacheDirectory=dmirror",
+        "StateDirectory=dmirror",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+    ] {
+        assert!(shown.contains(want), "no {want:?} in\n{shown}");
+    }
+    let out = run(&["install", "--binary", bin, "--", "--max-cache", "lots"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--max-cache"), "{}", stderr(&out));
+    assert!(!units.join("dmirror-serve.service").exists());
+
+    let out = run(&["install", "--binary", bin]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let unit = units.join("dmirror-serve.service");
+    let verify = Command::new(lab::require("systemd-analyze", "systemd"))
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze");
+    assert!(
+        verify.status.success(),
+        "systemd-analyze verify: {}",
+        stderr(&verify)
+    );
+    let out = run(&["remove"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!unit.exists());
+    let out = run(&["remove"]);
+    assert!(stderr(&out).contains("not installed"), "{}", stderr(&out));
+}

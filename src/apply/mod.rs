@@ -20,6 +20,7 @@ mod file;
 mod plan;
 pub mod podman;
 mod report;
+pub mod via;
 
 use std::path::{Path, PathBuf};
 

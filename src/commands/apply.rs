@@ -203,7 +203,10 @@ async fn run_engine<T: apply::Target>(
     note: &dyn Fn(String),
 ) -> Result<apply::Report, Failure> {
     let via = match &args.via {
-        Some(u) => Some(via_url(u).await?),
+        Some(u) => Some(apply::via::check(u).await.map_err(|e| match e {
+            apply::via::ViaError::Usage(m) => Failure::usage(anyhow!(m)),
+            apply::via::ViaError::Down(m) => Failure::new(ExitStatus::NothingUsable, anyhow!(m)),
+        })?),
         None => None,
     };
     apply::run(
@@ -211,68 +214,13 @@ async fn run_engine<T: apply::Target>(
         settings,
         jobs,
         async |s| match &via {
-            Some(url) => via_ranked(url, &s.image.registry, args.target),
+            Some(url) => apply::via::ranked(url, &s.image.registry, args.target == Target::Podman),
             None => probe_ranked(s, &args.probe).await,
         },
         note,
     )
     .await
     .map_err(refused)
-}
-
-/// `--via URL`, checked as a mirror URL and answering as a registry.
-async fn via_url(s: &str) -> Result<reqwest::Url, Failure> {
-    let url =
-        crate::config::parse_mirror_url(s).map_err(|e| Failure::usage(anyhow!("--via: {e}")))?;
-    let opts = crate::registry::ClientOptions {
-        connect_timeout: Duration::from_secs(3),
-        network: crate::net::Network::default(),
-        ..Default::default()
-    };
-    let http = crate::registry::client::http_client(&opts, &url)
-        .map_err(|e| Failure::usage(anyhow!("--via {url}: {e}")))?;
-    let client = crate::registry::RegistryClient::new(http, url.clone(), 0);
-    let ping = tokio::time::timeout(Duration::from_secs(5), client.ping()).await;
-    match ping {
-        Ok(p) if p.outcome.is_ok() => Ok(url),
-        Ok(p) => Err(Failure::new(
-            ExitStatus::NothingUsable,
-            anyhow!(
-                "--via {url}: {}; start the server first (dmirror serve, or dmirror serve install)",
-                p.outcome.err().map(|e| e.message).unwrap_or_default()
-            ),
-        )),
-        Err(_) => Err(Failure::new(
-            ExitStatus::NothingUsable,
-            anyhow!("--via {url}: no answer at /v2/ within 5s; start the server first (dmirror serve, or dmirror serve install)"),
-        )),
-    }
-}
-
-/// The one "mirror" `--via` names, as the target reaches it for
-/// `registry`: at its root (dockerd; containerd adds `?ns=`), or under
-/// `/v2/<registry>/` (podman).
-fn via_ranked(url: &reqwest::Url, registry: &str, target: Target) -> crate::ranked::Ranked {
-    let mut mirror = crate::config::Mirror::new("dmirror-serve", url.clone());
-    mirror.provider = Some("dmirror serve".into());
-    if target == Target::Podman {
-        mirror.registry = String::new();
-        mirror.prefix_for = vec![registry.to_owned()];
-    } else {
-        mirror.registry = registry.to_owned();
-    }
-    crate::ranked::Ranked {
-        results: vec![crate::probe::MirrorResult {
-            mirror,
-            status: crate::probe::Status::Ok,
-            latency: None,
-            throughput_bps: None,
-            digest: None,
-            error: None,
-        }],
-        history: None,
-        at: std::time::SystemTime::now(),
-    }
 }
 
 fn refused(e: ApplyError) -> Failure {

@@ -3,7 +3,6 @@
 //! and `remove` for the systemd service.
 
 use std::io::Write;
-use std::net::SocketAddr;
 
 use anyhow::anyhow;
 
@@ -24,23 +23,8 @@ pub async fn run(args: &ServeArgs) -> CommandResult {
     }
 }
 
-/// `--listen`: `HOST:PORT`, or `:PORT` for loopback.
-pub fn parse_listen(s: &str) -> Result<SocketAddr, Failure> {
-    let s = s.trim();
-    let full = if s.starts_with(':') {
-        format!("127.0.0.1{s}")
-    } else {
-        s.to_owned()
-    };
-    full.parse().map_err(|_| {
-        Failure::usage(anyhow!(
-            "--listen {s:?}: give an address and port, e.g. 127.0.0.1:5280, [::1]:5280 or 0.0.0.0:5280"
-        ))
-    })
-}
-
 async fn serve(a: &ServeRunArgs) -> CommandResult {
-    let listen = parse_listen(&a.listen)?;
+    let listen = serve::parse_listen(&a.listen).map_err(|e| Failure::usage(anyhow!(e)))?;
     let list = load_mirrors(&a.source)?;
     let network = super::network(&a.net).await?;
     let platform = parse_platform(a.platform.as_deref())?;
@@ -108,7 +92,7 @@ async fn serve(a: &ServeRunArgs) -> CommandResult {
                 cache.display()
             ))
         },
-        shutdown(),
+        serve::signalled(),
     )
     .await
     .map_err(|e| match e {
@@ -118,21 +102,8 @@ async fn serve(a: &ServeRunArgs) -> CommandResult {
     Ok(ExitStatus::Success)
 }
 
-/// SIGINT or SIGTERM.
-async fn shutdown() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
 fn install(a: &ServeInstallArgs) -> CommandResult {
-    let listen = parse_listen(&a.listen)?;
+    let listen = serve::parse_listen(&a.listen).map_err(|e| Failure::usage(anyhow!(e)))?;
     let exe = super::schedule::installed_binary(a.binary.as_deref())?;
     let mut args = vec![
         "serve".to_owned(),

@@ -235,6 +235,31 @@ async fn accept_loop(
     Ok(())
 }
 
+/// `--listen`: `HOST:PORT`, or `:PORT` for loopback.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    let full = if s.starts_with(':') {
+        format!("127.0.0.1{s}")
+    } else {
+        s.to_owned()
+    };
+    full.parse().map_err(|_| {
+        format!("--listen {s:?}: give an address and port, e.g. 127.0.0.1:5280, [::1]:5280 or 0.0.0.0:5280")
+    })
+}
+
+/// SIGINT or SIGTERM: the shutdown `run` waits for.
+pub async fn signalled() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -30,7 +30,6 @@ pub fn service(exe: &Path, args: &[String]) -> Result<String, ScheduleError> {
 # Installed by `dmirror serve install`; remove with `dmirror serve remove`.
 [Unit]
 Description=Local registry mirror over the ranked mirrors (dmirror serve)
-Documentation=man:dmirror(1)
 Wants=network-online.target
 After=network-online.target
 Before=docker.service containerd.service
