@@ -16,152 +16,26 @@
 #[path = "../tests/lab/mod.rs"]
 mod lab;
 
+#[path = "common/capped.rs"]
+mod capped;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use capped::{timed, CAPS, NAMES};
 use lab::dockerd::{isolate_main, Dockerd};
-use lab::{dmirror, Image, Lab};
+use lab::{dmirror, Lab};
 
-const MB: usize = 1_000_000;
-/// Mirror caps in MB/s (decimal, as network speeds are quoted).
-const CAPS: [u32; 3] = [4, 4, 8];
 const RUNS: usize = 3;
-
-struct Netns {
-    names: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        for n in &self.names {
-            let _ = Command::new("ip").args(["netns", "del", n]).status();
-        }
-    }
-}
-
-fn sh(cmd: &str) {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(ok, "failed: {cmd}");
-}
-
-fn wait_http(url: &str) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(20) {
-        if reqwest::blocking::get(url).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{url} never answered");
-}
-
-fn timed(cmd: Command) -> (Duration, Option<u64>, bool) {
-    let rss_file = tempfile::NamedTempFile::new().expect("tmp");
-    let mut wrapped = Command::new("/usr/bin/time");
-    wrapped
-        .arg("-f")
-        .arg("%M")
-        .arg("-o")
-        .arg(rss_file.path())
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => wrapped.env(k, v),
-            None => wrapped.env_remove(k),
-        };
-    }
-    wrapped.stdout(Stdio::null()).stderr(Stdio::piped());
-    let start = Instant::now();
-    let out = wrapped.output().expect("run");
-    let elapsed = start.elapsed();
-    let said = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() || std::env::var_os("BENCH_VERBOSE").is_some() {
-        eprintln!("{said}");
-    }
-    let rss = std::fs::read_to_string(rss_file.path())
-        .ok()
-        .and_then(|s| s.lines().last().and_then(|l| l.trim().parse().ok()));
-    (elapsed, rss, out.status.success())
-}
 
 fn main() {
     if isolate_main() {
         return;
     }
     let mut lab = Lab::new();
-    let store = lab.path("store");
-    let pid = std::process::id();
-    let mut ns = Netns {
-        names: Vec::new(),
-        children: Vec::new(),
-    };
-    let mut urls = Vec::new();
-    for (i, cap) in CAPS.iter().enumerate() {
-        let n = format!("dmb-{pid}-{i}");
-        let (host, peer) = (format!("dmb{i}h"), format!("dmb{i}m"));
-        sh(&format!("ip netns add {n}"));
-        ns.names.push(n.clone());
-        sh(&format!(
-            "ip link add {host} type veth peer name {peer} netns {n}"
-        ));
-        sh(&format!(
-            "ip addr add 10.77.{i}.1/24 dev {host} && ip link set {host} up"
-        ));
-        sh(&format!("ip netns exec {n} sh -c 'ip link set lo up && ip addr add 10.77.{i}.2/24 dev {peer} && ip link set {peer} up'"));
-        let rate = cap * 8;
-        sh(&format!("ip netns exec {n} tc qdisc add dev {peer} root tbf rate {rate}mbit burst 128kb latency 200ms"));
-        let config = lab.path(&format!("registry-{i}.yml"));
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 10.77.{i}.2:5000\n",
-                store.display()
-            ),
-        )
-        .expect("config");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &n, "docker-registry", "serve"])
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("registry");
-        ns.children.push(child);
-        let url = format!("http://10.77.{i}.2:5000");
-        wait_http(&format!("{url}/v2/"));
-        urls.push(url);
-    }
-    // Seed through mirror 0's registry (pushes are not capped: tbf shapes
-    // the mirrors' egress only); all three share the storage.
-    let origin = lab.registry("loopback");
-    let image = Image::synthetic(51, "amd64", &[20 * MB; 6]);
-    origin.push("library/small", "latest", &image);
-    sh(&format!(
-        "rm -rf {} && cp -a {} {}",
-        store.display(),
-        lab.path("registry-loopback/data").display(),
-        store.display()
-    ));
-    let total: usize = image.layers.iter().map(|l| l.bytes.len()).sum();
-
-    let best = urls[CAPS
-        .iter()
-        .enumerate()
-        .max_by_key(|(_, c)| **c)
-        .map(|(i, _)| i)
-        .unwrap_or(0)]
-    .clone();
+    let capped = capped::start(&mut lab, "p", &[]);
+    let (urls, origin, total) = (&capped.urls, &capped.origin, capped.total);
+    let best = capped.best();
     let config = lab.path("daemon.json");
     std::fs::write(
         &config,
@@ -174,7 +48,7 @@ fn main() {
         &urls
             .iter()
             .enumerate()
-            .map(|(i, u)| (["m4a", "m4b", "m8"][i], u.clone(), ""))
+            .map(|(i, u)| (NAMES[i], u.clone(), ""))
             .collect::<Vec<_>>(),
     );
 

@@ -7,102 +7,18 @@
 
 mod lab;
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use lab::dockerd::{isolate, Containerd, Dockerd};
 use lab::hostile::{self, Content, Reply};
+use lab::serve::Serve;
 use lab::{dmirror, Front, Image, Lab};
 
 const REPO: &str = "library/small";
 const MB: usize = 1024 * 1024;
-
-/// A running `dmirror serve`, its log collected; stopped with SIGTERM.
-struct Serve {
-    child: Child,
-    url: String,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Serve {
-    fn start(lab: &Lab, mirrors: &Path, extra: &[&str]) -> Serve {
-        let mut child = dmirror(lab)
-            .args(["serve", "--listen", "127.0.0.1:0", "--timeout", "2s"])
-            .args(["--first-byte", "1s", "--budget", "1s", "--no-history"])
-            .arg("--mirrors")
-            .arg(mirrors)
-            .args(["--proxy", "none"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start dmirror serve");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let url = rest.split_whitespace().next().unwrap_or("").to_owned();
-                    let _ = tx.send(url);
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("serve did not start: {:?}", log.lock().unwrap()));
-        Serve { child, url, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// Wait until the log holds `needle`.
-    fn wait_for(&self, needle: &str, within: Duration) {
-        let start = Instant::now();
-        while start.elapsed() < within {
-            if self.log().contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!(
-            "no {needle:?} in the log within {within:?}:\n{}",
-            self.log()
-        );
-    }
-
-    fn authority(&self) -> String {
-        self.url.trim_start_matches("http://").to_owned()
-    }
-
-    fn stop(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(40) {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return s;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        panic!("serve did not stop on SIGTERM");
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
@@ -745,4 +661,101 @@ fn serve_install_writes_a_verified_sandboxed_service() {
     assert!(!unit.exists());
     let out = run(&["remove"]);
     assert!(stderr(&out).contains("not installed"), "{}", stderr(&out));
+}
+
+/// Issue 16, items 7, 9 and 10: two clients asking for one blob at once
+/// share one download; a request head past the bound is refused; SIGTERM
+/// lets a running transfer finish before the server exits.
+#[test]
+fn one_download_per_blob_bounded_heads_and_a_graceful_stop() {
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    let image = Image::synthetic(167, "amd64", &[3 * MB, 64 * 1024]);
+    origin.push(REPO, "latest", &image);
+    let urls = lab.nginx(&[(
+        "slow",
+        Front::Proxy {
+            upstream: origin.port,
+            rate: Some("1m"),
+        },
+    )]);
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            ("slow".into(), urls["slow"].clone(), String::new()),
+            upstream_entry(&lab, "docker.io"),
+        ],
+    );
+    let mut s = Serve::start(&lab, &mirrors, &["--image", "small"]);
+    s.wait_for("probe docker.io", Duration::from_secs(30));
+    let big = image.largest_layer().digest.clone();
+    let fetch = |url: String, digest: String| {
+        std::thread::spawn(move || {
+            let mut body = Vec::new();
+            http()
+                .get(format!("{url}/v2/{REPO}/blobs/{digest}"))
+                .send()
+                .and_then(|mut r| r.copy_to(&mut body))
+                .map(|_| lab::sha256(&body))
+        })
+    };
+    let a = fetch(s.url.clone(), big.clone());
+    std::thread::sleep(Duration::from_millis(300));
+    let b = fetch(s.url.clone(), big.clone());
+    // The second client joined the first one's download.
+    std::thread::sleep(Duration::from_millis(300));
+    let metrics = http()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    assert!(
+        metrics.contains("dmirror_serve_joined_total 1"),
+        "{metrics}"
+    );
+    // Stop the server while both transfers run: they finish first.
+    let pid = s.pid();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    for t in [a, b] {
+        assert_eq!(
+            t.join().unwrap().expect("transfer").as_str(),
+            big,
+            "{}",
+            s.log()
+        );
+    }
+    assert!(s.stop().success(), "{}", s.log());
+    let log = s.log();
+    assert!(log.contains("shutting down"), "{log}");
+    assert_eq!(
+        log.matches(&format!(
+            "blob={big} status=200 bytes=3145728 source=slow cache=miss"
+        ))
+        .count(),
+        2,
+        "{log}"
+    );
+
+    let s = Serve::start(&lab, &mirrors, &["--image", "small"]);
+    let mut conn = std::net::TcpStream::connect(s.authority()).expect("connect");
+    use std::io::Write;
+    let huge = format!(
+        "GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(64 * 1024)
+    );
+    let _ = conn.write_all(huge.as_bytes());
+    let mut answer = String::new();
+    let _ = conn.read_to_string(&mut answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "a 64 KiB request head was read: {answer:?}"
+    );
+    let ok = http()
+        .get(format!("{}/v2/", s.url))
+        .send()
+        .expect("GET /v2/");
+    assert_eq!(ok.status(), 200);
 }

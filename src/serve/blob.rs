@@ -113,6 +113,7 @@ pub fn join(
 fn open_stream(ctx: &Ctx, digest: &str) -> std::io::Result<(File, u64, Hasher)> {
     use std::os::unix::fs::OpenOptionsExt;
     use std::os::unix::io::AsRawFd;
+    ctx.store.ensure()?;
     let path = ctx.store.stream_path(digest);
     let open = |p: &std::path::Path, truncate: bool| {
         std::fs::OpenOptions::new()
@@ -237,6 +238,7 @@ async fn fetch(
         });
     }
     let _ = file.sync_data();
+    let _ = ctx.store.ensure();
     std::fs::rename(&path, ctx.store.cache.blob_path(digest)).map_err(|e| Failed {
         status: 500,
         code: "UNKNOWN",

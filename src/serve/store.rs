@@ -35,11 +35,19 @@ fn hex(d: &str) -> &str {
 
 impl Store {
     pub fn new(root: PathBuf) -> io::Result<Self> {
-        let cache = Cache::new(root);
-        cache.prepare()?;
-        fs::create_dir_all(cache.root().join("manifests"))?;
-        fs::create_dir_all(cache.root().join("tags"))?;
-        Ok(Self { cache })
+        let s = Self {
+            cache: Cache::new(root),
+        };
+        s.ensure()?;
+        Ok(s)
+    }
+
+    /// Make the directories (again: someone may have emptied the cache
+    /// while the server runs).
+    pub fn ensure(&self) -> io::Result<()> {
+        self.cache.prepare()?;
+        fs::create_dir_all(self.root().join("manifests"))?;
+        fs::create_dir_all(self.root().join("tags"))
     }
 
     pub fn root(&self) -> &Path {
@@ -65,6 +73,7 @@ impl Store {
 
     /// Keep a manifest already checked against `d`.
     pub fn put_manifest(&self, d: &str, bytes: &[u8], media_type: &str) -> io::Result<()> {
+        self.ensure()?;
         atomic_write(
             &self.root().join("manifests").join(hex(d)),
             media_type.as_bytes(),
@@ -88,6 +97,7 @@ impl Store {
     }
 
     pub fn put_tag(&self, r: &TagRecord) -> io::Result<()> {
+        self.ensure()?;
         let b = serde_json::to_vec(r).map_err(io::Error::other)?;
         atomic_write(&self.tag_path(&r.registry, &r.repo, &r.tag), &b, None)
     }

@@ -9,6 +9,7 @@
 
 pub mod dockerd;
 pub mod hostile;
+pub mod serve;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
