@@ -24,7 +24,31 @@ use crate::registry::RegistryError;
 /// Largest blob fetched when no manifest we served declared its size.
 pub const MAX_UNDECLARED: u64 = 64 << 30;
 /// Bytes read from disk per response chunk.
-const CHUNK: u64 = 256 * 1024;
+const CHUNK: u64 = 1024 * 1024;
+
+/// Cached blobs this process has seen match their digest, by digest:
+/// (size, inode). A whole-blob response from the cache re-hashes what it
+/// sends unless the file is one of these; the inode survives the rename
+/// into the cache and changes when the file is replaced.
+pub type Verified = Arc<std::sync::Mutex<HashMap<String, (u64, u64)>>>;
+
+/// Whether `file` is a copy of `digest` this process verified.
+pub fn known_good(verified: &Verified, digest: &str, file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = file.metadata() else { return false };
+    super::lock(verified).get(digest) == Some(&(m.len(), m.ino()))
+}
+
+fn mark_good(verified: &Verified, digest: &str, file: &File) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = file.metadata() {
+        let mut v = super::lock(verified);
+        if v.len() > 100_000 {
+            v.clear();
+        }
+        v.insert(digest.to_owned(), (m.len(), m.ino()));
+    }
+}
 
 /// Why a blob could not be had.
 #[derive(Debug, Clone)]
@@ -237,13 +261,15 @@ async fn fetch(
             ),
         });
     }
-    let _ = file.sync_data();
+    // No fsync: a blob torn by a crash fails its digest when next sent
+    // whole (it is re-hashed then, being unknown to the next process).
     let _ = ctx.store.ensure();
     std::fs::rename(&path, ctx.store.cache.blob_path(digest)).map_err(|e| Failed {
         status: 500,
         code: "UNKNOWN",
         message: format!("cache {}: {e}", ctx.store.root().display()),
     })?;
+    mark_good(&ctx.verified, digest, file);
     ctx.evict_soon();
     Ok(())
 }
@@ -486,7 +512,7 @@ pub enum Reader {
     Cached {
         file: File,
         size: u64,
-        verify: Option<(String, Hasher)>,
+        verify: Option<(String, Hasher, Verified)>,
         path: std::path::PathBuf,
     },
 }
@@ -548,7 +574,7 @@ impl Reader {
                 if let Err(e) = file.read_exact_at(&mut buf, at) {
                     return Some(Err(e));
                 }
-                if let Some((digest, h)) = verify {
+                if let Some((digest, h, verified)) = verify {
                     h.update(&buf);
                     if at + n as u64 == limit {
                         let actual = std::mem::take(h).finish();
@@ -558,6 +584,7 @@ impl Reader {
                                 "cached {digest} hashes to {actual}; removed"
                             ))));
                         }
+                        mark_good(verified, digest, file);
                     }
                 }
                 Some(Ok(buf.into()))

@@ -302,10 +302,12 @@ async fn blob(
         Ok((file, size)) => {
             super::store::touch(&cached);
             ctx.metrics.cache_hits.fetch_add(1, Relaxed);
+            let verify = (!blob::known_good(&ctx.verified, digest, &file))
+                .then(|| (digest.to_owned(), Default::default(), ctx.verified.clone()));
             let reader = Reader::Cached {
                 file,
                 size,
-                verify: Some((digest.to_owned(), Default::default())),
+                verify,
                 path: cached,
             };
             (reader, Some(size), "cache".to_owned(), true)

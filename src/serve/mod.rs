@@ -78,6 +78,8 @@ pub struct Ctx {
     pub tags: Mutex<HashMap<TagKey, (String, Instant)>>,
     /// Blob sizes the manifests served declared.
     pub sizes: Mutex<HashMap<String, u64>>,
+    /// Cached blobs known to match their digest.
+    pub verified: blob::Verified,
     pub log: Box<dyn Fn(String) + Send + Sync>,
     evicting: AtomicBool,
 }
@@ -140,6 +142,7 @@ pub async fn run(
         inflight: Mutex::new(HashMap::new()),
         tags: Mutex::new(HashMap::new()),
         sizes: Mutex::new(HashMap::new()),
+        verified: Default::default(),
         log,
         evicting: AtomicBool::new(false),
         settings,
