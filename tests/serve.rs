@@ -8,7 +8,7 @@
 mod lab;
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -193,6 +193,29 @@ fn docker_pulls_the_current_image_through_serve_from_a_bad_list() {
     );
 }
 
+/// `dmirror apply --target TARGET --via URL` writing `file` (`flag`), the
+/// lab's two registries each probed with their image.
+fn apply_via(
+    lab: &Lab,
+    url: &str,
+    mirrors: &Path,
+    target: &str,
+    flag: &str,
+    file: &Path,
+) -> Output {
+    dmirror(lab)
+        .args([
+            "apply", "--target", target, "--via", url, "--json", "--proxy", "none",
+        ])
+        .arg(flag)
+        .arg(file)
+        .arg("--mirrors")
+        .arg(mirrors)
+        .args(["--image", "small", "--image", "ghcr.io/owner/app:v1"])
+        .output()
+        .expect("apply --via")
+}
+
 /// Issue 16, items 3 and 8: `apply --via` writes hosts.toml files (ns
 /// routing) that containerd pulls a Docker Hub and a ghcr.io image
 /// through, and a registries.conf (prefix routing) skopeo copies through.
@@ -234,22 +257,7 @@ fn containerd_and_skopeo_pull_through_the_files_apply_via_writes() {
     );
 
     let hosts = lab.path("certs.d");
-    let out = dmirror(&lab)
-        .args(["apply", "--target", "containerd", "--via", &s.url, "--json"])
-        .arg("--hosts-dir")
-        .arg(&hosts)
-        .arg("--mirrors")
-        .arg(&mirrors)
-        .args([
-            "--image",
-            "small",
-            "--image",
-            "ghcr.io/owner/app:v1",
-            "--proxy",
-            "none",
-        ])
-        .output()
-        .expect("apply --via");
+    let out = apply_via(&lab, &s.url, &mirrors, "containerd", "--hosts-dir", &hosts);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     for registry in ["docker.io", "ghcr.io"] {
         let text =
@@ -286,22 +294,7 @@ fn containerd_and_skopeo_pull_through_the_files_apply_via_writes() {
     assert!(log.contains("source=gh"), "{log}");
 
     let conf = lab.path("registries.conf");
-    let out = dmirror(&lab)
-        .args(["apply", "--target", "podman", "--via", &s.url, "--json"])
-        .arg("--registries-conf")
-        .arg(&conf)
-        .arg("--mirrors")
-        .arg(&mirrors)
-        .args([
-            "--image",
-            "small",
-            "--image",
-            "ghcr.io/owner/app:v1",
-            "--proxy",
-            "none",
-        ])
-        .output()
-        .expect("apply --via");
+    let out = apply_via(&lab, &s.url, &mirrors, "podman", "--registries-conf", &conf);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = std::fs::read_to_string(&conf).expect("conf");
     assert!(
@@ -753,4 +746,65 @@ fn one_download_per_blob_bounded_heads_and_a_graceful_stop() {
         .send()
         .expect("GET /v2/");
     assert_eq!(ok.status(), 200);
+}
+
+/// Bad input to serve and `apply --via`: a clear error, exit 2, nothing
+/// written.
+#[test]
+fn bad_listen_via_and_install_options_exit_2() {
+    let lab = Lab::new();
+    let refused = format!("http://127.0.0.1:{}", lab.refused_port());
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            ("m".into(), refused, String::new()),
+            upstream_entry(&lab, "docker.io"),
+        ],
+    );
+    let run = |args: &[&str]| dmirror(&lab).args(args).output().expect("run");
+    let out = run(&[
+        "serve",
+        "--listen",
+        "localhost",
+        "--mirrors",
+        mirrors.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("give an address and port"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&[
+        "apply",
+        "--target",
+        "podman",
+        "--via",
+        "ftp://127.0.0.1:1",
+        "--proxy",
+        "none",
+        "--registries-conf",
+        lab.path("r.conf").to_str().unwrap(),
+        "--mirrors",
+        mirrors.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--via"), "{}", stderr(&out));
+    assert!(!lab.path("r.conf").exists());
+    let units = lab.path("units");
+    std::fs::create_dir_all(&units).unwrap();
+    let out = run(&[
+        "serve",
+        "install",
+        "--binary",
+        env!("CARGO_BIN_EXE_dmirror"),
+        "--unit-dir",
+        units.to_str().unwrap(),
+        "--",
+        "--cache-dir",
+        "/x\nExecStartPre=/bin/evil",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(!units.join("dmirror-serve.service").exists());
 }

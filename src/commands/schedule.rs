@@ -36,16 +36,7 @@ pub fn apply_args(extra: &[String]) -> Result<Vec<String>, String> {
     if extra.iter().any(|a| a == "--dry-run") {
         return Err("--dry-run in the nightly job would never apply anything".into());
     }
-    let argv = std::iter::once("dmirror".to_owned()).chain(args.iter().cloned());
-    let cli = Cli::try_parse_from(argv).map_err(|e| {
-        let text = e.to_string();
-        let first = text
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim_start_matches("error: ");
-        format!("the options for the nightly apply are wrong: {first}")
-    })?;
+    let cli = parse_installed(&args, "the nightly apply")?;
     // containerd and podman read their files on every pull: nothing to reload.
     let told = extra.iter().any(|a| a == "--reload" || a == "--restart");
     if let crate::cli::Command::Apply(a) = &cli.command {
@@ -76,6 +67,21 @@ fn install(args: &ScheduleInstallArgs) -> CommandResult {
     }
     schedule::install(&job, at, args.cron, &places, &mut |l| say(l)).map_err(failure)?;
     Ok(ExitStatus::Success)
+}
+
+/// `args` parsed as the installed job or service will parse them; the
+/// error names `what` and clap's first line.
+pub fn parse_installed(args: &[String], what: &str) -> Result<Cli, String> {
+    let argv = std::iter::once("dmirror".to_owned()).chain(args.iter().cloned());
+    Cli::try_parse_from(argv).map_err(|e| {
+        let text = e.to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
+        format!("the options for {what} are wrong: {first}")
+    })
 }
 
 /// The binary a job or service runs: `--binary`, or this one unless it

@@ -112,18 +112,8 @@ fn install(a: &ServeInstallArgs) -> CommandResult {
     ];
     args.extend(a.serve.iter().cloned());
     // Checked by the parser the service will use.
-    let argv = std::iter::once("dmirror".to_owned()).chain(args.iter().cloned());
-    if let Err(e) = <crate::cli::Cli as clap::Parser>::try_parse_from(argv) {
-        let text = e.to_string();
-        let first = text
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim_start_matches("error: ");
-        return Err(Failure::usage(anyhow!(
-            "the options for dmirror serve are wrong: {first}"
-        )));
-    }
+    super::schedule::parse_installed(&args, "dmirror serve")
+        .map_err(|e| Failure::usage(anyhow!(e)))?;
     let text = unit::service(&exe, &args).map_err(|e| Failure::usage(anyhow!(e)))?;
     let path = a.unit_dir.join(unit::SERVICE);
     if a.dry_run {

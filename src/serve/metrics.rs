@@ -37,11 +37,6 @@ impl Metrics {
             .or_default() += bytes;
     }
 
-    /// Bytes fetched from `source` so far.
-    pub fn fetched_from(&self, source: &str) -> u64 {
-        super::lock(&self.fetched).get(source).copied().unwrap_or(0)
-    }
-
     pub fn render(&self) -> String {
         let mut o = String::new();
         fn family(o: &mut String, name: &str, kind: &str, help: &str) -> String {

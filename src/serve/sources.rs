@@ -113,11 +113,6 @@ impl Pool {
         super::write(&self.ranked).insert(registry.to_owned(), sources);
     }
 
-    /// Whether a probe of `registry` has been taken.
-    pub fn probed(&self, registry: &str) -> bool {
-        super::read(&self.ranked).contains_key(registry)
-    }
-
     /// The upstream of `registry`: an `upstream = true` entry serving it,
     /// or the registry itself.
     pub fn upstream(&self, registry: &str) -> Option<Arc<Source>> {
@@ -187,12 +182,5 @@ impl Pool {
         let mut d = super::lock(&self.demoted);
         let e = d.entry(name.to_owned()).or_insert(until);
         *e = (*e).max(until);
-    }
-
-    /// Whether `name` is at the back of the line now.
-    pub fn is_demoted(&self, name: &str) -> bool {
-        super::lock(&self.demoted)
-            .get(name)
-            .is_some_and(|u| *u > Instant::now())
     }
 }

@@ -11,15 +11,15 @@ pub const SERVICE: &str = "dmirror-serve.service";
 
 /// The unit running `exe args…`.
 pub fn service(exe: &Path, args: &[String]) -> Result<String, ScheduleError> {
+    schedule::Job {
+        exe: exe.to_owned(),
+        args: args.to_vec(),
+        config_home: None,
+    }
+    .check()?;
     let words: Vec<String> = std::iter::once(exe.display().to_string())
         .chain(args.iter().cloned())
         .collect();
-    if let Some(w) = words.iter().find(|w| w.chars().any(char::is_control)) {
-        return Err(ScheduleError::Refused(format!(
-            "{} holds a control character; a systemd unit cannot carry it, so nothing was written",
-            crate::text::clean(w, 120)
-        )));
-    }
     let exec = words
         .iter()
         .map(|w| schedule::systemd_word(w))
