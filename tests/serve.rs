@@ -484,6 +484,112 @@ fn a_tampered_blob_aborts_the_response_and_the_retry_is_right() {
     s.wait_for("source=cache cache=hit", Duration::from_secs(5));
 }
 
+/// The bytes serve fetched from each mirror, as `/metrics` counts them.
+fn fetched_by_mirror(s: &Serve) -> std::collections::HashMap<String, u64> {
+    let text = http()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("dmirror_serve_fetched_bytes_total{mirror=\""))
+        .filter_map(|l| l.split_once("\"} "))
+        .map(|(m, v)| (m.to_owned(), v.parse().unwrap_or(0)))
+        .collect()
+}
+
+/// Issue 17, item 1: a large blob a manifest declared is fetched over
+/// every healthy mirror at once, streaming to the client as its bytes
+/// arrive in order. A mirror whose ranges lie is found and dropped: the
+/// response that streamed its bytes ends with an error, never a clean
+/// end, and the retry gets the verified blob.
+#[test]
+fn a_large_blob_is_spread_over_every_healthy_mirror() {
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    // The probe samples the largest layer (served right by everyone); the
+    // other is the one the liar tampers with.
+    let image = Image::synthetic(166, "amd64", &[16 * MB, 17 * MB]);
+    origin.push(REPO, "latest", &image);
+    let target = image.layers[0].clone();
+    let bad = target.clone();
+    let liar = hostile::registry(Content::of(&image), move |req| {
+        req.path
+            .ends_with(&bad.digest)
+            .then(|| hostile::blob_reply(req, &lab::noise(7, bad.bytes.len())))
+    });
+    let urls = lab.nginx(&[
+        (
+            "a",
+            Front::Proxy {
+                upstream: origin.port,
+                rate: Some("6m"),
+            },
+        ),
+        (
+            "b",
+            Front::Proxy {
+                upstream: origin.port,
+                rate: Some("6m"),
+            },
+        ),
+    ]);
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            ("a".into(), urls["a"].clone(), String::new()),
+            ("b".into(), urls["b"].clone(), String::new()),
+            ("liar".into(), liar, String::new()),
+            upstream_entry(&lab, "docker.io"),
+        ],
+    );
+    let s = Serve::start(&lab, &mirrors, &["--image", "small", "--budget", "2s"]);
+    s.wait_for("probe docker.io: 3 ok", Duration::from_secs(30));
+    // The manifest declares the blob's size: what lets serve cut it.
+    let r = http()
+        .get(format!("{}/v2/{REPO}/manifests/latest", s.url))
+        .header("Accept", lab::OCI_MANIFEST)
+        .send()
+        .expect("manifest");
+    assert_eq!(r.status().as_u16(), 200, "{}", s.log());
+
+    let first = get_blob(&s, REPO, &target.digest);
+    assert!(
+        first.is_err(),
+        "bytes that failed verification ended cleanly\n{}",
+        s.log()
+    );
+    let second = get_blob(&s, REPO, &target.digest).expect("the retry");
+    assert_eq!(lab::sha256(&second), target.digest);
+    let log = s.log();
+    assert!(log.contains("verification failed"), "{log}");
+    assert!(log.contains("liar: dropped from"), "{log}");
+    assert!(log.contains("do not match its digest"), "{log}");
+
+    // With the liar gone, the other layer comes from both honest mirrors.
+    let other = image.layers[1].clone();
+    let before = fetched_by_mirror(&s);
+    let body = get_blob(&s, REPO, &other.digest).expect("the other layer");
+    assert_eq!(lab::sha256(&body), other.digest);
+    let after = fetched_by_mirror(&s);
+    let got = |m: &str| after.get(m).copied().unwrap_or(0) - before.get(m).copied().unwrap_or(0);
+    assert!(
+        got("a") > 2 * MB as u64 && got("b") > 2 * MB as u64,
+        "one blob, both mirrors: a {} b {}\n{}",
+        got("a"),
+        got("b"),
+        s.log()
+    );
+    assert_eq!(got("liar"), 0, "a dropped mirror is not asked again");
+    assert!(
+        got("a") + got("b") <= other.bytes.len() as u64 * 11 / 10,
+        "each byte fetched about once: {} of {}",
+        got("a") + got("b"),
+        other.bytes.len()
+    );
+}
+
 /// Issue 16, items 5 and 7: after a restart with every source gone, a tag
 /// resolved before is answered from the cache (marked in the log), and
 /// its blobs too; SIGTERM stops the server cleanly.

@@ -314,9 +314,8 @@ pub async fn pull(
             attempt,
             late_now,
             &wanted,
-            settings.per_source,
+            download::Limits::new(settings.per_source, settings.probe.timeout),
             progress,
-            settings.probe.timeout,
         )
         .await;
         match result {
@@ -375,7 +374,7 @@ fn source_for(
     )?;
     Ok(Source {
         name: m.name.clone(),
-        client: crate::registry::client::for_registry(http, &m.url, opts),
+        client: Arc::new(crate::registry::client::for_registry(http, &m.url, opts)),
         repo: m
             .repository_for(image)
             .unwrap_or_else(|| image.repository.clone()),

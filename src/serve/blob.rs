@@ -24,7 +24,7 @@ use crate::registry::RegistryError;
 /// Largest blob fetched when no manifest we served declared its size.
 pub const MAX_UNDECLARED: u64 = 64 << 30;
 /// Bytes read from disk per response chunk.
-const CHUNK: u64 = 1024 * 1024;
+pub const CHUNK: u64 = 1024 * 1024;
 
 /// Cached blobs this process has seen match their digest, by digest:
 /// (size, inode). A whole-blob response from the cache re-hashes what it
@@ -39,7 +39,7 @@ pub fn known_good(verified: &Verified, digest: &str, file: &File) -> bool {
     super::lock(verified).get(digest) == Some(&(m.len(), m.ino()))
 }
 
-fn mark_good(verified: &Verified, digest: &str, file: &File) {
+pub(super) fn mark_good(verified: &Verified, digest: &str, file: &File) {
     use std::os::unix::fs::MetadataExt;
     if let Ok(m) = file.metadata() {
         let mut v = super::lock(verified);
@@ -76,12 +76,18 @@ pub struct State {
     pub end: End,
     /// The sources that sent bytes, in order.
     pub from: Vec<String>,
+    /// Bumped when the bytes written so far failed verification: readers
+    /// of an earlier generation end with an error, readers of a later one
+    /// wait for the verified blob in the cache.
+    pub generation: u32,
 }
 
 /// One blob being fetched.
 pub struct Inflight {
     pub file: Arc<File>,
     pub state: watch::Receiver<State>,
+    /// Where the blob lands once verified.
+    pub cached: std::path::PathBuf,
 }
 
 /// The running download of `digest`, started if none is.
@@ -96,21 +102,39 @@ pub fn join(
         ctx.metrics.joined.fetch_add(1, Relaxed);
         return Ok(i.clone());
     }
-    let (file, written, hasher) = open_stream(ctx, digest).map_err(|e| Failed {
+    let cache_err = |e: std::io::Error| Failed {
         status: 500,
         code: "UNKNOWN",
         message: format!("cache {}: {e}", ctx.store.root().display()),
-    })?;
+    };
+    let declared = super::lock(&ctx.sizes).get(digest).copied();
+    // A large blob of known size over every healthy mirror at once, when
+    // no other serve on this cache is fetching it.
+    let spread = match (super::spread::sources(ctx, registry, declared), declared) {
+        (Some(sources), Some(size)) => super::spread::open(ctx, digest, size)
+            .map_err(cache_err)?
+            .map(|f| (sources, size, f)),
+        _ => None,
+    };
+    let (file, written, hasher, spread) = match spread {
+        Some((sources, size, f)) => (f, 0, None, Some((sources, size))),
+        None => {
+            let (f, w, h) = open_stream(ctx, digest).map_err(cache_err)?;
+            (f, w, Some(h), None)
+        }
+    };
     let (tx, rx) = watch::channel(State {
         size: None,
         written,
         end: End::Running,
         from: Vec::new(),
+        generation: 0,
     });
     let file = Arc::new(file);
     let inflight = Arc::new(Inflight {
         file: file.clone(),
         state: rx,
+        cached: ctx.store.cache.blob_path(digest),
     });
     all.insert(digest.to_owned(), inflight.clone());
     drop(all);
@@ -121,7 +145,36 @@ pub fn join(
         digest.to_owned(),
     );
     tokio::spawn(async move {
-        let end = fetch(&ctx, &registry, &repo, &digest, &file, hasher, &tx).await;
+        let end = match (spread, hasher) {
+            (Some((sources, size)), _) => {
+                match super::spread::fetch(&ctx, &registry, &repo, &digest, size, sources, &tx)
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(Some(f)) => Err(f),
+                    // Every healthy mirror failed: the others and upstream,
+                    // one after another; readers wait for the verified blob.
+                    Err(None) => match open_stream(&ctx, &digest) {
+                        Ok((f, written, hasher)) => {
+                            tx.send_modify(|s| {
+                                s.generation += 1;
+                                s.written = written;
+                            });
+                            fetch(&ctx, &registry, &repo, &digest, &f, hasher, &tx).await
+                        }
+                        Err(e) => Err(Failed {
+                            status: 500,
+                            code: "UNKNOWN",
+                            message: format!("cache {}: {e}", ctx.store.root().display()),
+                        }),
+                    },
+                }
+            }
+            (None, Some(hasher)) => {
+                fetch(&ctx, &registry, &repo, &digest, &file, hasher, &tx).await
+            }
+            (None, None) => Err(gone()),
+        };
         let end = match end {
             Ok(()) => End::Done,
             Err(f) => End::Failed(f),
@@ -492,104 +545,11 @@ pub async fn size_of(inflight: &Inflight) -> Result<Option<u64>, Failed> {
     }
 }
 
-fn gone() -> Failed {
+pub(super) fn gone() -> Failed {
     Failed {
         status: 502,
         code: "UNAVAILABLE",
         message: "the download ended without a word".into(),
-    }
-}
-
-/// A response body's source of bytes: `[start, end)` of the blob.
-pub enum Reader {
-    /// A download still running: read what it has written.
-    Live {
-        inflight: Arc<Inflight>,
-        rx: watch::Receiver<State>,
-    },
-    /// A cached blob, hashed as it is sent when `verify` names its digest
-    /// (a whole-blob response).
-    Cached {
-        file: File,
-        size: u64,
-        verify: Option<(String, Hasher, Verified)>,
-        path: std::path::PathBuf,
-    },
-}
-
-impl Reader {
-    /// The next chunk from `at` up to `end`; `None` at a clean end.
-    pub async fn next(
-        &mut self,
-        at: u64,
-        end: Option<u64>,
-    ) -> Option<std::io::Result<bytes::Bytes>> {
-        match self {
-            Reader::Live { inflight, rx } => loop {
-                let (written, size, state_end) = {
-                    let s = rx.borrow_and_update();
-                    (s.written, s.size, s.end.clone())
-                };
-                if let End::Failed(f) = &state_end {
-                    return Some(Err(std::io::Error::other(f.message.clone())));
-                }
-                let done = matches!(state_end, End::Done);
-                let limit = end.or(size).unwrap_or(u64::MAX);
-                let limit = if done { limit.min(written) } else { limit };
-                if at >= limit && done {
-                    return None;
-                }
-                // Hold back the last byte until the blob is verified.
-                let sendable = if done {
-                    written.min(limit)
-                } else {
-                    written.min(limit.saturating_sub(1))
-                };
-                if sendable > at {
-                    let n = (sendable - at).min(CHUNK) as usize;
-                    let mut buf = vec![0u8; n];
-                    return Some(
-                        inflight
-                            .file
-                            .read_exact_at(&mut buf, at)
-                            .map(|_| buf.into()),
-                    );
-                }
-                if rx.changed().await.is_err() {
-                    return Some(Err(std::io::Error::other(gone().message)));
-                }
-            },
-            Reader::Cached {
-                file,
-                size,
-                verify,
-                path,
-            } => {
-                let limit = end.unwrap_or(*size).min(*size);
-                if at >= limit {
-                    return None;
-                }
-                let n = (limit - at).min(CHUNK) as usize;
-                let mut buf = vec![0u8; n];
-                if let Err(e) = file.read_exact_at(&mut buf, at) {
-                    return Some(Err(e));
-                }
-                if let Some((digest, h, verified)) = verify {
-                    h.update(&buf);
-                    if at + n as u64 == limit {
-                        let actual = std::mem::take(h).finish();
-                        if actual != *digest {
-                            let _ = std::fs::remove_file(path);
-                            return Some(Err(std::io::Error::other(format!(
-                                "cached {digest} hashes to {actual}; removed"
-                            ))));
-                        }
-                        mark_good(verified, digest, file);
-                    }
-                }
-                Some(Ok(buf.into()))
-            }
-        }
     }
 }
 

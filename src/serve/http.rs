@@ -13,7 +13,8 @@ use hyper::body::{Frame, Incoming};
 use hyper::header::{HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, RANGE};
 use hyper::{Method, Request, Response, StatusCode};
 
-use super::blob::{self, Reader};
+use super::blob;
+use super::reader::Reader;
 use super::route::{self, Target};
 use super::Ctx;
 
@@ -329,8 +330,7 @@ async fn blob(
                 .last()
                 .cloned()
                 .unwrap_or_else(|| "-".into());
-            let rx = inflight.state.clone();
-            (Reader::Live { inflight, rx }, size, source, false)
+            (Reader::live(inflight), size, source, false)
         }
     };
     let (status, start, end) = match size.map(|s| (s, parse_range(range, s))) {

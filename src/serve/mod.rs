@@ -7,7 +7,9 @@
 //! - `route.rs`: which registry, repository and object a request names.
 //! - `sources.rs`: the mirrors per registry, best first, demoted live.
 //! - `manifest.rs`: tags resolved and manifests fetched by digest.
-//! - `blob.rs`: one download per blob, read by every client asking.
+//! - `blob.rs`: one download per blob, read by every client asking;
+//!   `spread.rs`: a large one over several mirrors at once; `reader.rs`:
+//!   a response's bytes.
 //! - `store.rs`: what is kept on disk; `http.rs`: the protocol;
 //!   `metrics.rs`: `/metrics`; `unit.rs`: the systemd service.
 //!
@@ -17,8 +19,10 @@ pub mod blob;
 pub mod http;
 pub mod manifest;
 pub mod metrics;
+pub mod reader;
 pub mod route;
 pub mod sources;
+pub mod spread;
 pub mod store;
 pub mod unit;
 

@@ -20,7 +20,7 @@ pub const DROP: Duration = Duration::from_secs(30 * 60);
 /// One place to fetch from.
 pub struct Source {
     pub mirror: Mirror,
-    pub client: RegistryClient,
+    pub client: Arc<RegistryClient>,
 }
 
 impl Source {
@@ -97,7 +97,7 @@ impl Pool {
         let http = http_client(&opts, &m.url).ok()?;
         let s = Arc::new(Source {
             mirror: m.clone(),
-            client: for_registry(http, &m.url, &opts),
+            client: Arc::new(for_registry(http, &m.url, &opts)),
         });
         clients.insert(m.name.clone(), s.clone());
         Some(s)
@@ -174,6 +174,25 @@ impl Pool {
                 .map(|s| (s, true))
                 .collect(),
         }
+    }
+
+    /// The mirrors of `registry` the last probe found healthy (`ok`, or
+    /// stale: a digest is a digest) and not demoted since, best first.
+    /// None before the first probe: a mirror that hangs is not known yet.
+    pub fn healthy(&self, registry: &str) -> Vec<Arc<Source>> {
+        let now = Instant::now();
+        let demoted = super::lock(&self.demoted);
+        super::read(&self.ranked)
+            .get(registry)
+            .map(|ranked| {
+                ranked
+                    .iter()
+                    .filter(|(_, s)| matches!(s, Status::Ok | Status::Stale))
+                    .filter(|(src, _)| demoted.get(src.name()).is_none_or(|u| *u <= now))
+                    .map(|(src, _)| src.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Put `name` at the back of the line for `how_long`.

@@ -12,8 +12,7 @@
 //! not match, each mirror that wrote part of it fetches it whole on its own;
 //! a mirror whose bytes fail is dropped for the rest of the pull.
 
-use std::collections::{HashSet, VecDeque};
-use std::os::unix::fs::FileExt;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,12 +20,13 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::cache::{self, Cache};
-use pace::too_slow;
+use transfer::transfer;
 use verify::complete_blob;
 
 mod pace;
+mod transfer;
 mod verify;
-use crate::registry::{RegistryClient, RegistryError};
+use crate::registry::RegistryClient;
 
 /// Initial segment size: small enough to spread a layer over mirrors, large
 /// enough that request overhead stays negligible.
@@ -43,10 +43,33 @@ const WHOLE_FETCH_TIMEOUT: Duration = Duration::from_secs(600);
 /// A mirror to download from.
 pub struct Source {
     pub name: String,
-    pub client: RegistryClient,
+    pub client: Arc<RegistryClient>,
     /// The image's repository as this source names it (a prefix mirror
     /// serves `ghcr.io/owner/app` for ghcr.io's `owner/app`).
     pub repo: String,
+}
+
+/// How a download uses each source.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections per source.
+    pub per_source: usize,
+    /// Bound on each request's first byte.
+    pub first_byte: Duration,
+    /// Bound on a gap between two chunks; the rest is resumed elsewhere.
+    pub stall: Duration,
+}
+
+impl Limits {
+    /// `pull`'s: `per_source` connections, `first_byte` (its `--timeout`),
+    /// the default stall bound.
+    pub fn new(per_source: usize, first_byte: Duration) -> Self {
+        Self {
+            per_source,
+            first_byte,
+            stall: STALL,
+        }
+    }
 }
 
 /// A blob to fetch.
@@ -67,11 +90,18 @@ pub struct Late {
     pub arrivals: Option<tokio::sync::mpsc::UnboundedReceiver<Source>>,
 }
 
-/// Live counters for progress display.
+/// Live counters for progress display (and for `serve`, which streams
+/// each blob's verified-in-order prefix while it downloads).
 #[derive(Debug, Default)]
 pub struct Progress {
     /// Bytes written, per blob (index into the wanted list).
     pub blob_bytes: Vec<AtomicU64>,
+    /// Bytes written in order from offset 0, per blob: what a reader may
+    /// stream before the blob is verified.
+    pub blob_prefix: Vec<AtomicU64>,
+    /// Times a blob failed verification and started over in a new file,
+    /// per blob: bytes read from it before are not to be trusted.
+    pub blob_restarts: Vec<AtomicU32>,
     /// Bytes received, per source.
     pub source_bytes: Vec<AtomicU64>,
     /// Segments in flight, per source.
@@ -134,7 +164,9 @@ struct BlobState {
     file: Mutex<Option<Arc<std::fs::File>>>,
     /// Segments queued or in flight.
     outstanding: AtomicUsize,
-    contributors: Mutex<HashSet<usize>>,
+    /// Ranges written, and by which source: who to suspect, and what to
+    /// compare with a verified copy, when the blob does not match.
+    written_by: Mutex<Vec<(u64, u64, usize)>>,
     done_ranges: Mutex<Vec<(u64, u64)>>,
     done: AtomicBool,
 }
@@ -143,7 +175,7 @@ struct SourceState {
     name: String,
     /// The client and the repository as this source names it; set when the
     /// source joins (at once, or when a late mirror passes its check).
-    conn: std::sync::OnceLock<(RegistryClient, String)>,
+    conn: std::sync::OnceLock<(Arc<RegistryClient>, String)>,
     failures: AtomicU32,
     dropped: Mutex<Option<String>>,
     busy_nanos: AtomicU64,
@@ -178,25 +210,23 @@ struct Shared {
     notify: Notify,
     fatal: Mutex<Option<DownloadError>>,
     progress: Arc<Progress>,
-    /// Bound on each request's first byte (the pull's `--timeout`).
-    first_byte: Duration,
+    limits: Limits,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Fetch every `wanted` blob into `cache`, over `sources`, with
-/// `per_source` connections each.
+/// Fetch every `wanted` blob into `cache`, over `sources`, as `limits` say.
 pub async fn fetch_all(
     cache: &Cache,
     sources: Vec<Source>,
     late: Late,
     wanted: &[Wanted],
-    per_source: usize,
+    limits: Limits,
     progress: Arc<Progress>,
-    first_byte: Duration,
 ) -> Result<Vec<SourceOutcome>, DownloadError> {
+    let per_source = limits.per_source;
     let mut late_rx = late.arrivals;
     let mut blobs = Vec::new();
     let mut queue = VecDeque::new();
@@ -207,18 +237,20 @@ pub async fn fetch_all(
             size: w.size,
             file: Mutex::new(None),
             outstanding: AtomicUsize::new(0),
-            contributors: Mutex::new(HashSet::new()),
+            written_by: Mutex::new(Vec::new()),
             done_ranges: Mutex::new(Vec::new()),
             done: AtomicBool::new(false),
         };
         if cache.has_verified(&w.digest, w.size) {
             state.done.store(true, Ordering::Relaxed);
             progress.blob_bytes[i].store(w.size, Ordering::Relaxed);
+            progress.blob_prefix[i].store(w.size, Ordering::Relaxed);
             progress.blobs_done.fetch_add(1, Ordering::Relaxed);
         } else {
             let done = cache.done_ranges(&w.digest, w.size);
             let already: u64 = done.iter().map(|(s, e)| e - s).sum();
             progress.blob_bytes[i].store(already, Ordering::Relaxed);
+            progress.blob_prefix[i].store(prefix_of(&done), Ordering::Relaxed);
             *lock(&state.done_ranges) = done.clone();
             let file = cache.open_partial(&w.digest, w.size)?;
             *lock(&state.file) = Some(Arc::new(file));
@@ -267,7 +299,7 @@ pub async fn fetch_all(
         notify: Notify::new(),
         fatal: Mutex::new(None),
         progress,
-        first_byte,
+        limits,
     });
 
     let mut workers = tokio::task::JoinSet::new();
@@ -461,11 +493,12 @@ async fn run_segment(shared: &Arc<Shared>, s: usize, seg: Arc<Seg>) {
     let pos = seg.pos.load(Ordering::Acquire);
     let end = seg.end.load(Ordering::Acquire);
     if got > 0 {
-        lock(&blob.contributors).insert(s);
+        lock(&blob.written_by).push((from, pos.min(end).max(from), s));
         let mut ranges = lock(&blob.done_ranges);
         ranges.push((from, pos.min(end).max(from)));
         *ranges = cache::normalise(std::mem::take(&mut *ranges));
         let _ = shared.cache.record_ranges(&blob.digest, &ranges);
+        shared.progress.blob_prefix[seg.blob].fetch_max(prefix_of(&ranges), Ordering::AcqRel);
     }
     match result {
         Ok(()) if pos >= end => {
@@ -498,78 +531,11 @@ async fn run_segment(shared: &Arc<Shared>, s: usize, seg: Arc<Seg>) {
     }
 }
 
-/// Stream `seg` from source `s` into the blob's partial file.
-async fn transfer(shared: &Shared, s: usize, seg: &Seg) -> Result<(), RegistryError> {
-    let blob = &shared.blobs[seg.blob];
-    let source = &shared.sources[s];
-    let file = lock(&blob.file)
-        .clone()
-        .ok_or_else(|| RegistryError::broken("blob file is gone"))?;
-    let start = seg.pos.load(Ordering::Acquire);
-    let end = seg.end.load(Ordering::Acquire);
-    if start >= end {
-        return Ok(());
-    }
-    let whole = start == 0 && end == blob.size;
-    let range = (!whole).then_some((start, end));
-    let conn = source
-        .conn
-        .get()
-        .ok_or_else(|| RegistryError::broken("the source never joined"))?;
-    let mut resp =
-        tokio::time::timeout(shared.first_byte, conn.0.blob(&conn.1, &blob.digest, range))
-            .await
-            .map_err(|_| {
-                RegistryError::new(
-                    crate::registry::ErrorKind::Timeout,
-                    format!(
-                        "no answer within {}",
-                        humantime::format_duration(shared.first_byte)
-                    ),
-                )
-            })??;
-    if range.is_some() && resp.status().as_u16() != 206 {
-        return Err(RegistryError::broken(format!(
-            "answered a Range request with HTTP {} instead of 206",
-            resp.status().as_u16()
-        )));
-    }
-    let started = Instant::now();
-    let mut received = 0u64;
-    loop {
-        if let Some(why) = too_slow(shared, s, started, received, seg) {
-            source.drop_with(why.clone());
-            shared.notify.notify_waiters();
-            return Err(RegistryError::new(crate::registry::ErrorKind::Timeout, why));
-        }
-        let chunk = tokio::time::timeout(STALL, resp.chunk())
-            .await
-            .map_err(|_| {
-                RegistryError::new(crate::registry::ErrorKind::Timeout, "transfer stalled")
-            })?
-            .map_err(|e| RegistryError::from_transport(&e, &blob.digest))?;
-        let Some(chunk) = chunk else {
-            return Ok(());
-        };
-        let pos = seg.pos.load(Ordering::Acquire);
-        let end = seg.end.load(Ordering::Acquire);
-        if pos >= end {
-            return Ok(()); // the rest was taken by a faster mirror
-        }
-        let take = (chunk.len() as u64).min(end - pos) as usize;
-        if let Err(e) = file.write_at(&chunk[..take], pos) {
-            let path = shared.cache.partial_path(&blob.digest);
-            lock(&shared.fatal).get_or_insert(disk_error(&path, e));
-            shared.notify.notify_waiters();
-            return Err(RegistryError::broken("cannot write the cache"));
-        }
-        seg.pos.store(pos + take as u64, Ordering::Release);
-        received += take as u64;
-        shared.progress.blob_bytes[seg.blob].fetch_add(take as u64, Ordering::Relaxed);
-        shared.progress.source_bytes[s].fetch_add(take as u64, Ordering::Relaxed);
-        if take < chunk.len() || pos + take as u64 >= end {
-            return Ok(());
-        }
+/// The end of the ranges' first run when it starts at offset 0.
+fn prefix_of(ranges: &[(u64, u64)]) -> u64 {
+    match ranges.first() {
+        Some(&(0, e)) => e,
+        _ => 0,
     }
 }
 
@@ -577,6 +543,8 @@ impl Progress {
     pub fn new(blobs: usize, sources: usize) -> Self {
         Self {
             blob_bytes: (0..blobs).map(|_| AtomicU64::new(0)).collect(),
+            blob_prefix: (0..blobs).map(|_| AtomicU64::new(0)).collect(),
+            blob_restarts: (0..blobs).map(|_| AtomicU32::new(0)).collect(),
             source_bytes: (0..sources).map(|_| AtomicU64::new(0)).collect(),
             source_active: (0..sources).map(|_| AtomicUsize::new(0)).collect(),
             blobs_done: AtomicUsize::new(0),

@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::{lock, DownloadError, Shared, STALL, WHOLE_FETCH_TIMEOUT};
+use super::{lock, DownloadError, Shared, WHOLE_FETCH_TIMEOUT};
 use crate::registry::RegistryError;
 
 /// All bytes of a blob are written: verify, and on a mismatch find the
@@ -29,7 +29,14 @@ pub(super) async fn complete_blob(shared: &Arc<Shared>, b: usize) {
             return;
         }
     }
-    let contributors: Vec<usize> = lock(&blob.contributors).iter().copied().collect();
+    // The bytes written so far are not the blob: whoever streamed them
+    // must not finish.
+    shared.progress.blob_prefix[b].store(0, Ordering::Release);
+    shared.progress.blob_restarts[b].fetch_add(1, Ordering::AcqRel);
+    let written_by = lock(&blob.written_by).clone();
+    let mut contributors: Vec<usize> = written_by.iter().map(|w| w.2).collect();
+    contributors.sort_unstable();
+    contributors.dedup();
     let already_caught = contributors.iter().any(|c| shared.sources[*c].is_dropped());
     if !already_caught {
         for c in contributors {
@@ -37,11 +44,24 @@ pub(super) async fn complete_blob(shared: &Arc<Shared>, b: usize) {
                 continue;
             }
             match fetch_whole(shared, c, b).await {
-                Ok(true) => return finish(shared, b),
-                Ok(false) => shared.sources[c].drop_with(format!(
-                    "served bytes for {} that do not match its digest; dropped",
-                    blob.digest
-                )),
+                Ok(true) => {
+                    // A verified copy: whoever wrote ranges that differ
+                    // from it lied (a mirror may lie on ranges only).
+                    let cache = shared.cache.clone();
+                    let digest = blob.digest.clone();
+                    let liars = tokio::task::spawn_blocking(move || {
+                        let liars = differing(&cache, &digest, &written_by);
+                        cache.discard_partial(&digest);
+                        liars
+                    })
+                    .await
+                    .unwrap_or_default();
+                    for l in liars {
+                        shared.sources[l].drop_with(lied(&blob.digest));
+                    }
+                    return finish(shared, b);
+                }
+                Ok(false) => shared.sources[c].drop_with(lied(&blob.digest)),
                 Err(_) => {}
             }
         }
@@ -49,10 +69,13 @@ pub(super) async fn complete_blob(shared: &Arc<Shared>, b: usize) {
     // Start the blob over with the mirrors still trusted.
     shared.cache.discard_partial(&blob.digest);
     lock(&blob.done_ranges).clear();
-    lock(&blob.contributors).clear();
+    lock(&blob.written_by).clear();
     shared.progress.blob_bytes[b].store(0, Ordering::Relaxed);
+    shared.progress.blob_prefix[b].store(0, Ordering::Release);
     match shared.cache.open_partial(&blob.digest, blob.size) {
-        Ok(f) => *lock(&blob.file) = Some(Arc::new(f)),
+        Ok(f) => {
+            *lock(&blob.file) = Some(Arc::new(f));
+        }
         Err(e) => {
             lock(&shared.fatal).get_or_insert(DownloadError::Io(e));
             return;
@@ -76,6 +99,7 @@ fn finish(shared: &Shared, b: usize) {
     shared.blobs[b].done.store(true, Ordering::Release);
     *lock(&shared.blobs[b].file) = None;
     shared.progress.blob_bytes[b].store(shared.blobs[b].size, Ordering::Relaxed);
+    shared.progress.blob_prefix[b].store(shared.blobs[b].size, Ordering::Release);
     shared.progress.blobs_done.fetch_add(1, Ordering::Relaxed);
     shared.remaining.fetch_sub(1, Ordering::AcqRel);
     shared.notify.notify_waiters();
@@ -103,7 +127,7 @@ async fn fetch_whole(shared: &Shared, s: usize, b: usize) -> Result<bool, Regist
             .open(&tmp)
             .map_err(|e| RegistryError::broken(e.to_string()))?;
         let mut at = 0u64;
-        while let Some(chunk) = tokio::time::timeout(STALL, resp.chunk())
+        while let Some(chunk) = tokio::time::timeout(shared.limits.stall, resp.chunk())
             .await
             .map_err(|_| RegistryError::new(crate::registry::ErrorKind::Timeout, "stalled"))?
             .map_err(|e| RegistryError::from_transport(&e, &blob.digest))?
@@ -138,14 +162,46 @@ async fn fetch_whole(shared: &Shared, s: usize, b: usize) -> Result<bool, Regist
     let digest = blob.digest.clone();
     let tmp2 = tmp.clone();
     match tokio::task::spawn_blocking(move || cache.commit_file(&tmp2, &digest)).await {
-        Ok(Ok(Ok(()))) => {
-            shared.cache.discard_partial(&blob.digest);
-            Ok(true)
-        }
+        Ok(Ok(Ok(()))) => Ok(true),
         Ok(Ok(Err(_))) => Ok(false),
         _ => {
             let _ = std::fs::remove_file(&tmp);
             Err(RegistryError::broken("cannot verify a whole copy"))
         }
     }
+}
+
+fn lied(digest: &str) -> String {
+    format!("served bytes for {digest} that do not match its digest; dropped")
+}
+
+/// The sources whose ranges of the partial differ from the verified blob.
+fn differing(cache: &super::Cache, digest: &str, written_by: &[(u64, u64, usize)]) -> Vec<usize> {
+    let (Ok(partial), Ok(good)) = (
+        std::fs::File::open(cache.partial_path(digest)),
+        std::fs::File::open(cache.blob_path(digest)),
+    ) else {
+        return Vec::new();
+    };
+    let mut liars = Vec::new();
+    let mut a = vec![0u8; 256 * 1024];
+    let mut g = vec![0u8; 256 * 1024];
+    for &(start, end, s) in written_by {
+        if liars.contains(&s) {
+            continue;
+        }
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(a.len() as u64) as usize;
+            let same = partial.read_exact_at(&mut a[..n], at).is_ok()
+                && good.read_exact_at(&mut g[..n], at).is_ok()
+                && a[..n] == g[..n];
+            if !same {
+                liars.push(s);
+                break;
+            }
+            at += n as u64;
+        }
+    }
+    liars
 }
