@@ -590,6 +590,167 @@ fn a_large_blob_is_spread_over_every_healthy_mirror() {
     );
 }
 
+/// Issue 16, items 2, 7 and 10: a source sending more bytes than the
+/// manifest declared is refused and the next one serves the request; a
+/// `HEAD` of a blob not cached answers its size and digest; `--max-cache`
+/// evicts the least recently used blob, which is fetched again when asked.
+#[test]
+fn oversized_blob_head_and_eviction() {
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    let image = Image::synthetic(167, "amd64", &[3 * MB, 2 * MB, 512 * 1024]);
+    origin.push(REPO, "latest", &image);
+    let (big, mid, small) = (
+        image.layers[0].clone(),
+        image.layers[1].clone(),
+        image.layers[2].clone(),
+    );
+    let long = small.clone();
+    let liar = hostile::registry(Content::of(&image), move |req| {
+        req.path.ends_with(&long.digest).then(|| {
+            let mut b = long.bytes.clone();
+            b.extend(lab::noise(5, 300 * 1024));
+            Reply::new(200, b)
+        })
+    });
+    let urls = lab.nginx(&[(
+        "good",
+        Front::Proxy {
+            upstream: origin.port,
+            rate: Some("4m"),
+        },
+    )]);
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            ("liar".into(), liar, String::new()),
+            ("good".into(), urls["good"].clone(), String::new()),
+            upstream_entry(&lab, "docker.io"),
+        ],
+    );
+    let cache = lab.path("cache-dir");
+    let blobs = cache.join("blobs/sha256");
+    let cached = |d: &str| blobs.join(d.trim_start_matches("sha256:")).exists();
+    // Room for the two larger layers and half the small one.
+    let max = (big.bytes.len() + mid.bytes.len() + small.bytes.len() / 2).to_string();
+    let s = Serve::start(
+        &lab,
+        &mirrors,
+        &[
+            "--image",
+            "small",
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--max-cache",
+            &max,
+        ],
+    );
+    s.wait_for("order: liar, good", Duration::from_secs(30));
+    let r = http()
+        .get(format!("{}/v2/{REPO}/manifests/latest", s.url))
+        .header("Accept", lab::OCI_MANIFEST)
+        .send()
+        .expect("manifest");
+    assert_eq!(r.status().as_u16(), 200, "{}", s.log());
+
+    let body = get_blob(&s, REPO, &small.digest).expect("the small layer");
+    assert_eq!(lab::sha256(&body), small.digest);
+    let log = s.log();
+    assert!(log.contains("whose manifest declares"), "{log}");
+    assert!(log.contains("source=good"), "{log}");
+
+    let r = http()
+        .head(format!("{}/v2/{REPO}/blobs/{}", s.url, mid.digest))
+        .send()
+        .expect("HEAD");
+    assert_eq!(r.status().as_u16(), 200, "{}", s.log());
+    assert_eq!(
+        r.headers()["content-length"],
+        mid.bytes.len().to_string().as_str()
+    );
+    assert_eq!(r.headers()["docker-content-digest"], mid.digest.as_str());
+    assert!(r.bytes().unwrap().is_empty());
+
+    // Oldest first: the small layer goes when the big one comes in.
+    get_blob(&s, REPO, &mid.digest).expect("mid");
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(cached(&small.digest) && cached(&mid.digest), "{}", s.log());
+    get_blob(&s, REPO, &big.digest).expect("big");
+    s.wait_for("cache over", Duration::from_secs(5));
+    assert!(!cached(&small.digest), "the least recently used blob stays");
+    assert!(cached(&mid.digest) && cached(&big.digest), "{}", s.log());
+    let again = get_blob(&s, REPO, &small.digest).expect("fetched again");
+    assert_eq!(lab::sha256(&again), small.digest);
+    let misses = s
+        .log()
+        .lines()
+        .filter(|l| l.contains(&format!("blob={}", small.digest)) && l.contains("cache=miss"))
+        .count();
+    assert_eq!(misses, 2, "{}", s.log());
+}
+
+/// Issue 16, item 7: a server killed mid-blob leaves its partial; the
+/// next one resumes it with `Range`, fetching only the rest.
+#[test]
+fn a_partial_left_by_a_killed_server_is_resumed() {
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    let image = Image::synthetic(168, "amd64", &[4 * MB]);
+    origin.push(REPO, "latest", &image);
+    let layer = image.layers[0].clone();
+    let urls = lab.nginx(&[(
+        "slow",
+        Front::Proxy {
+            upstream: origin.port,
+            rate: Some("1m"),
+        },
+    )]);
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            ("slow".into(), urls["slow"].clone(), String::new()),
+            upstream_entry(&lab, "docker.io"),
+        ],
+    );
+    let cache = lab.path("cache-dir");
+    let args = ["--image", "small", "--cache-dir", cache.to_str().unwrap()];
+    let s = Serve::start(&lab, &mirrors, &args);
+    s.wait_for("order: slow", Duration::from_secs(30));
+    let url = s.url.clone();
+    let digest = layer.digest.clone();
+    let getter = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = http()
+            .get(format!("{url}/v2/{REPO}/blobs/{digest}"))
+            .send()
+            .and_then(|mut r| r.copy_to(&mut s));
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    drop(s); // SIGKILL
+    let _ = getter.join();
+    let partial = cache.join(format!(
+        "partial/{}.stream",
+        layer.digest.trim_start_matches("sha256:")
+    ));
+    let kept = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+    let size = layer.bytes.len() as u64;
+    assert!(kept > 0 && kept < size, "partial holds {kept} of {size}");
+
+    let s = Serve::start(&lab, &mirrors, &args);
+    s.wait_for("order: slow", Duration::from_secs(30));
+    let body = get_blob(&s, REPO, &layer.digest).expect("resumed");
+    assert_eq!(lab::sha256(&body), layer.digest);
+    let fetched = fetched_by_mirror(&s).get("slow").copied().unwrap_or(0);
+    assert!(
+        fetched <= size - kept,
+        "fetched {fetched} of {size} though {kept} were kept\n{}",
+        s.log()
+    );
+    assert!(!partial.exists(), "the partial became the cached blob");
+}
+
 /// Issue 16, items 5 and 7: after a restart with every source gone, a tag
 /// resolved before is answered from the cache (marked in the log), and
 /// its blobs too; SIGTERM stops the server cleanly.

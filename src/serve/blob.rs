@@ -270,6 +270,11 @@ async fn fetch(
                 if let Some(f) = e.fatal {
                     return Err(f);
                 }
+                (ctx.log)(format!(
+                    "{}: {digest}: {}; trying the next source",
+                    src.name(),
+                    e.message
+                ));
                 reasons.push(format!("{}: {}", src.name(), e.message));
             }
         }
