@@ -831,7 +831,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__serve)
-            opts="-l -m -i -p -t -h -V --listen --mirrors --cache-dir --max-cache --reprobe --image --platform --timeout --first-byte --budget --no-history --proxy --certs-dir --help --version install remove help"
+            opts="-l -m -i -p -t -h -V --listen --mirrors --cache-dir --max-cache --reprobe --image --platform --timeout --first-byte --budget --no-history --allow --tls-cert --tls-key --proxy --certs-dir --help --version install remove help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -894,6 +894,18 @@ _dmirror() {
                     return 0
                     ;;
                 --budget)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allow)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-cert)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tls-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -420,6 +420,21 @@ pub struct ServeRunArgs {
     #[arg(long)]
     pub no_history: bool,
 
+    /// Answer only clients from this network (e.g. 10.0.0.0/8) or address;
+    /// repeat for more. This machine is always answered; others get 403.
+    /// Default: everyone who reaches --listen.
+    #[arg(long, value_name = "CIDR", value_parser = crate::serve::gate::parse_allow)]
+    pub allow: Vec<ipnet::IpNet>,
+
+    /// Serve HTTPS with this certificate (PEM, chain after it), so other
+    /// machines' engines trust the server without insecure-registries.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     #[command(flatten)]
     pub net: NetArgs,
 }

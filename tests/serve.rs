@@ -1043,6 +1043,42 @@ fn bad_listen_via_and_install_options_exit_2() {
         "{}",
         stderr(&out)
     );
+    // TLS: a key without its certificate; a certificate that is not PEM;
+    // an --allow that is not a network.
+    let junk = lab.path("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").expect("write");
+    let junk = junk.to_str().unwrap();
+    let m = mirrors.to_str().unwrap();
+    for (args, says) in [
+        (
+            vec!["serve", "--tls-key", junk, "--mirrors", m],
+            "--tls-cert",
+        ),
+        (
+            vec![
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                junk,
+                "--tls-key",
+                junk,
+                "--mirrors",
+                m,
+                "--proxy",
+                "none",
+            ],
+            "no certificate in it",
+        ),
+        (
+            vec!["serve", "--allow", "10.0.0.0/33", "--mirrors", m],
+            "give a network or an address",
+        ),
+    ] {
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
     let out = run(&[
         "apply",
         "--target",
@@ -1074,4 +1110,248 @@ fn bad_listen_via_and_install_options_exit_2() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(!units.join("dmirror-serve.service").exists());
+}
+
+/// A network namespace acting as another machine, linked to this one by a
+/// veth pair: this side `10.88.0.1`, the other `10.88.0.2` and `.3`.
+struct OtherMachine {
+    ns: String,
+}
+
+impl OtherMachine {
+    fn new() -> OtherMachine {
+        let ns = format!("dmt-{}", std::process::id());
+        let sh = |c: &str| {
+            let ok = Command::new("sh").arg("-c").arg(c).status();
+            assert!(ok.is_ok_and(|s| s.success()), "failed: {c}");
+        };
+        sh(&format!("ip netns add {ns}"));
+        let m = OtherMachine { ns: ns.clone() };
+        sh(&format!(
+            "ip link add dmt0h type veth peer name dmt0m netns {ns}"
+        ));
+        sh("ip addr add 10.88.0.1/24 dev dmt0h && ip link set dmt0h up");
+        sh(&format!(
+            "ip netns exec {ns} sh -c 'ip link set lo up && ip addr add 10.88.0.2/24 dev dmt0m && ip addr add 10.88.0.3/24 dev dmt0m && ip link set dmt0m up'"
+        ));
+        m
+    }
+
+    /// `program args` run on the other machine.
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", &self.ns, program])
+            .args(args)
+            .output()
+            .expect("ip netns exec")
+    }
+}
+
+impl Drop for OtherMachine {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.ns]).status();
+    }
+}
+
+/// A CA and a certificate it signed for the IP address `ip`: (ca, cert, key).
+fn certificate_for(lab: &Lab, ip: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let openssl = lab::require("openssl", "openssl");
+    let d = lab.path("tls");
+    std::fs::create_dir_all(&d).expect("mkdir");
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl)
+            .current_dir(&d)
+            .args(args)
+            .output()
+            .expect("openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", stderr(&out));
+    };
+    std::fs::write(d.join("ext"), format!("subjectAltName=IP:{ip}\n")).expect("ext");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=dmirror lab CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        &format!("/CN={ip}"),
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    (d.join("ca.crt"), d.join("server.crt"), d.join("server.key"))
+}
+
+/// Issue 17, item 2: a team cache. serve listens on this machine's address
+/// with TLS; another machine (a second network namespace) copies an image
+/// through it with skopeo, trusting the server's CA and nothing insecure;
+/// without that CA it is refused; a client outside `--allow` gets 403;
+/// this machine is always answered; plain HTTP on the port is refused.
+#[test]
+fn a_team_cache_over_tls_for_another_machine() {
+    if isolate("a_team_cache_over_tls_for_another_machine") {
+        return;
+    }
+    lab::require("skopeo", "skopeo");
+    lab::require("curl", "curl");
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    let image = Image::synthetic(169, "amd64", &[MB, 64 * 1024]);
+    origin.push(REPO, "latest", &image);
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            (
+                "m".into(),
+                format!("http://127.0.0.1:{}", origin.port),
+                String::new(),
+            ),
+            upstream_entry(&lab, "docker.io"),
+        ],
+    );
+    let other = OtherMachine::new();
+    let (ca, cert, key) = certificate_for(&lab, "10.88.0.1");
+    let port = lab::free_port().to_string();
+    let s = Serve::start(
+        &lab,
+        &mirrors,
+        &[
+            "--image",
+            "small",
+            "--listen",
+            &format!("0.0.0.0:{port}"),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+            "--allow",
+            "10.88.0.2/32",
+        ],
+    );
+    assert!(s.url.starts_with("https://"), "{}", s.url);
+    s.wait_for("probe docker.io", Duration::from_secs(30));
+    let remote = format!("docker://10.88.0.1:{port}/library/small:latest");
+
+    // The other machine, trusting the CA: the image, verified.
+    let certs = lab.path("certs");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    std::fs::copy(&ca, certs.join("ca.crt")).expect("ca");
+    let dir = lab.path("oci");
+    let oci = format!("oci:{}", dir.display());
+    let out = other.run(
+        "skopeo",
+        &[
+            "copy",
+            "--retry-times",
+            "0",
+            "--src-cert-dir",
+            certs.to_str().unwrap(),
+            &remote,
+            &oci,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "skopeo copy: {}\n{}",
+        stderr(&out),
+        s.log()
+    );
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).expect("index"))
+            .expect("json");
+    assert_eq!(index["manifests"][0]["digest"], image.digest.as_str());
+    assert!(s.log().contains("source=m"), "{}", s.log());
+
+    // Without the CA: refused by the client, as it should be.
+    let out = other.run("skopeo", &["inspect", "--retry-times", "0", &remote]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("certificate"), "{}", stderr(&out));
+
+    // From an address outside --allow: 403 with the spec's error body.
+    let ca_path = ca.to_str().unwrap().to_owned();
+    let curl = |args: &[&str]| -> Vec<String> {
+        [
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            &ca_path,
+        ]
+        .iter()
+        .chain(args)
+        .map(|a| a.to_string())
+        .collect()
+    };
+    let url = format!("https://10.88.0.1:{port}/v2/");
+    let run_curl = |args: Vec<String>| {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        other.run("curl", &args)
+    };
+    let out = run_curl(curl(&["--interface", "10.88.0.3", &url]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "403", "{}", s.log());
+    let out = run_curl(curl(&["--interface", "10.88.0.2", &url]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    // This machine always; plain HTTP on the TLS port never.
+    let local = format!("https://127.0.0.1:{port}/v2/");
+    let out = Command::new("curl")
+        .args(["-k"])
+        .args(curl(&[&local]))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200");
+    let out = Command::new("curl")
+        .args(curl(&[&format!("http://127.0.0.1:{port}/v2/")]))
+        .output()
+        .expect("curl");
+    assert_ne!(String::from_utf8_lossy(&out.stdout), "200");
+    let out = Command::new("curl")
+        .args(["-s", "-k", &format!("https://127.0.0.1:{port}/metrics")])
+        .output()
+        .expect("curl");
+    let metrics = String::from_utf8_lossy(&out.stdout);
+    let failed: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dmirror_serve_tls_handshake_failures_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    assert!(failed >= 1, "{metrics}");
+    assert!(
+        metrics.contains("kind=\"denied\",status=\"403\"} 1"),
+        "{metrics}"
+    );
 }

@@ -81,14 +81,21 @@ async fn serve(a: &ServeRunArgs) -> CommandResult {
         stall: a.first_byte,
         network,
         state_dir: (!a.no_history).then(crate::history::default_dir).flatten(),
+        allow: a.allow.clone(),
+        tls: a.tls_cert.clone().zip(a.tls_key.clone()),
     };
     let cache = settings.cache_root.clone();
+    let scheme = if settings.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     serve::run(
         settings,
         Box::new(say),
         |addr| {
             say(format!(
-                "listening on http://{addr} (cache {}); use it as the only mirror: dmirror apply --via http://{addr}",
+                "listening on {scheme}://{addr} (cache {}); use it as the only mirror: dmirror apply --via {scheme}://{addr}",
                 cache.display()
             ))
         },
@@ -96,7 +103,7 @@ async fn serve(a: &ServeRunArgs) -> CommandResult {
     )
     .await
     .map_err(|e| match e {
-        serve::ServeError::Listen(..) => Failure::usage(e),
+        serve::ServeError::Listen(..) | serve::ServeError::Tls(..) => Failure::usage(e),
         serve::ServeError::Cache(..) => Failure::new(ExitStatus::NothingUsable, e),
     })?;
     Ok(ExitStatus::Success)

@@ -48,6 +48,7 @@ impl Line {
 pub async fn handle(
     ctx: Arc<Ctx>,
     req: Request<Incoming>,
+    allowed: bool,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let start = Instant::now();
     let method = req.method().clone();
@@ -57,6 +58,15 @@ pub async fn handle(
         what: format!("path={:?}", crate::text::clean(&path, 200)),
         start,
     };
+    if !allowed {
+        ctx.metrics.request("denied", 403);
+        line.log(&ctx, 403, 0, "-", "-", "client not in --allow");
+        return Ok(error(
+            403,
+            "DENIED",
+            "this server answers only the networks its operator allowed (--allow); ask them to add yours",
+        ));
+    }
     let target = route::parse(&path, req.uri().query());
     if method != Method::GET && method != Method::HEAD {
         let r = error(

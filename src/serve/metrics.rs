@@ -22,6 +22,8 @@ pub struct Metrics {
     pub stale_tags: AtomicU64,
     /// Requests that joined a download already running.
     pub joined: AtomicU64,
+    /// Connections that failed their TLS handshake.
+    pub tls_failures: AtomicU64,
 }
 
 impl Metrics {
@@ -104,6 +106,11 @@ impl Metrics {
                 "joined_total",
                 "Requests that joined a download already running.",
                 &self.joined,
+            ),
+            (
+                "tls_handshake_failures_total",
+                "Connections that failed their TLS handshake.",
+                &self.tls_failures,
             ),
         ] {
             let n = family(&mut o, name, "counter", help);

@@ -16,6 +16,7 @@
 //! It never prints: request lines and notes go to the `log` callback.
 
 pub mod blob;
+pub mod gate;
 pub mod http;
 pub mod manifest;
 pub mod metrics;
@@ -43,6 +44,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:5280";
 pub const MAX_CONNECTIONS: usize = 512;
 /// Request line plus headers, at most.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// Bound on a client's TLS handshake.
+pub const HANDSHAKE: Duration = Duration::from_secs(10);
 /// How long running transfers may take to finish on shutdown.
 pub const DRAIN: Duration = Duration::from_secs(30);
 
@@ -66,6 +69,11 @@ pub struct ServeSettings {
     pub network: crate::net::Network,
     /// Where the probe history lives (none: not kept).
     pub state_dir: Option<PathBuf>,
+    /// Networks whose clients are answered (this machine always is);
+    /// empty: everyone who reaches the address.
+    pub allow: Vec<ipnet::IpNet>,
+    /// TLS certificate and key (PEM), for other machines' engines.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// (registry, repository, tag).
@@ -116,6 +124,8 @@ pub enum ServeError {
     Listen(SocketAddr, std::io::Error),
     #[error("cache {0}: {1}")]
     Cache(PathBuf, std::io::Error),
+    #[error("{0}")]
+    Tls(String),
 }
 
 /// Serve until `shutdown` resolves, then let running transfers finish
@@ -126,6 +136,10 @@ pub async fn run(
     ready: impl FnOnce(SocketAddr),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    let tls = match &settings.tls {
+        Some((cert, key)) => Some(gate::acceptor(cert, key).map_err(ServeError::Tls)?),
+        None => None,
+    };
     let store = store::Store::new(settings.cache_root.clone())
         .map_err(|e| ServeError::Cache(settings.cache_root.clone(), e))?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -154,7 +168,7 @@ pub async fn run(
     ready(addr);
     ctx.evict_soon();
     let prober = tokio::spawn(probe_loop(ctx.clone()));
-    let result = accept_loop(ctx.clone(), listener, shutdown).await;
+    let result = accept_loop(ctx.clone(), listener, tls, shutdown).await;
     prober.abort();
     result
 }
@@ -191,9 +205,9 @@ async fn probe_loop(ctx: Arc<Ctx>) {
 async fn accept_loop(
     ctx: Arc<Ctx>,
     listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
@@ -202,7 +216,7 @@ async fn accept_loop(
             p = permits.clone().acquire_owned() => p.expect("the semaphore is never closed"),
             _ = &mut shutdown => break,
         };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             a = listener.accept() => match a {
                 Ok(a) => a,
                 Err(e) => {
@@ -215,16 +229,19 @@ async fn accept_loop(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let ctx2 = ctx.clone();
-        let service = hyper::service::service_fn(move |req| http::handle(ctx2.clone(), req));
-        let conn = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(10))
-            .max_buf_size(MAX_HEAD_BYTES.max(8192))
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let watcher = graceful.watcher();
+        let (ctx, tls) = (ctx.clone(), tls.clone());
         tokio::spawn(async move {
-            let _ = conn.await;
+            match tls {
+                Some(tls) => match tokio::time::timeout(HANDSHAKE, tls.accept(stream)).await {
+                    Ok(Ok(s)) => connection(ctx, s, peer, watcher).await,
+                    // A client that does not speak TLS, or too slowly.
+                    Ok(Err(_)) | Err(_) => {
+                        ctx.metrics.tls_failures.fetch_add(1, Relaxed);
+                    }
+                },
+                None => connection(ctx, stream, peer, watcher).await,
+            }
             drop(permit);
         });
     }
@@ -240,6 +257,27 @@ async fn accept_loop(
         }
     }
     Ok(())
+}
+
+/// Serve one connection (plain or TLS) until it closes or shutdown ends it.
+async fn connection<I>(
+    ctx: Arc<Ctx>,
+    io: I,
+    peer: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let allowed = gate::allowed(&ctx.settings.allow, peer.ip());
+    let ctx2 = ctx.clone();
+    let service = hyper::service::service_fn(move |req| http::handle(ctx2.clone(), req, allowed));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(MAX_HEAD_BYTES.max(8192))
+        .serve_connection(TokioIo::new(io), service);
+    let _ = watcher.watch(conn).await;
 }
 
 /// `--listen`: `HOST:PORT`, or `:PORT` for loopback.

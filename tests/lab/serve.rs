@@ -46,7 +46,7 @@ impl Serve {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
+                if let Some(rest) = line.strip_prefix("listening on ") {
                     let url = rest.split_whitespace().next().unwrap_or("").to_owned();
                     let _ = tx.send(url);
                 }
