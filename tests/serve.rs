@@ -1355,3 +1355,68 @@ fn a_team_cache_over_tls_for_another_machine() {
         "{metrics}"
     );
 }
+
+/// Issue 17, item 4: the example alerts pass promtool, and every metric
+/// they and the dashboard name is one a running server exports (so they
+/// cannot drift from the code).
+#[test]
+fn contrib_alerts_and_dashboard_name_real_metrics() {
+    let lab = Lab::new();
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            (
+                "m".into(),
+                format!("http://127.0.0.1:{}", lab.refused_port()),
+                String::new(),
+            ),
+            upstream_entry(&lab, "docker.io"),
+        ],
+    );
+    let s = Serve::start(&lab, &mirrors, &["--image", "small"]);
+    let metrics = http()
+        .get(format!("{}/metrics", s.url))
+        .send()
+        .and_then(|r| r.text())
+        .expect("metrics");
+    let exported: std::collections::HashSet<&str> = metrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib");
+    let rules = root.join("prometheus/dmirror-serve-alerts.yml");
+    let dashboard = root.join("grafana/dmirror-serve.json");
+    let out = Command::new(lab::require("promtool", "prometheus"))
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    let dash: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&dashboard).expect("dashboard")).expect("json");
+    let mut named = 0;
+    for text in [
+        std::fs::read_to_string(&rules).expect("rules"),
+        dash.to_string(),
+    ] {
+        for (i, _) in text.match_indices("dmirror_serve_") {
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            assert!(
+                exported.contains(name.as_str()),
+                "{name} is not exported:\n{metrics}"
+            );
+            named += 1;
+        }
+    }
+    assert!(named >= 10, "the files name {named} metrics");
+}

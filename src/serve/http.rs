@@ -472,10 +472,11 @@ fn stream(
         match st.reader.next(st.at, st.end).await {
             Some(Ok(b)) => {
                 st.at += b.len() as u64;
-                st.ctx
-                    .metrics
-                    .served_bytes
-                    .fetch_add(b.len() as u64, Relaxed);
+                let m = &st.ctx.metrics;
+                m.served_bytes.fetch_add(b.len() as u64, Relaxed);
+                if st.cache == "hit" {
+                    m.cache_served_bytes.fetch_add(b.len() as u64, Relaxed);
+                }
                 Some((Ok(Frame::data(b)), st))
             }
             Some(Err(e)) => {

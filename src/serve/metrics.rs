@@ -13,6 +13,8 @@ pub struct Metrics {
     /// Bytes fetched, by source.
     fetched: Mutex<BTreeMap<String, u64>>,
     pub served_bytes: AtomicU64,
+    /// Blob bytes sent from the cache: what the mirrors were spared.
+    pub cache_served_bytes: AtomicU64,
     pub cache_hits: AtomicU64,
     pub cache_misses: AtomicU64,
     /// A request went on to the next source after one failed.
@@ -76,6 +78,11 @@ impl Metrics {
                 "served_bytes_total",
                 "Bytes sent to clients.",
                 &self.served_bytes,
+            ),
+            (
+                "cache_served_bytes_total",
+                "Blob bytes sent to clients from the cache, not fetched again.",
+                &self.cache_served_bytes,
             ),
             (
                 "cache_hits_total",
