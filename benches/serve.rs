@@ -73,17 +73,6 @@ fn pull(d: &Dockerd, image: &str) -> f64 {
     t
 }
 
-/// Bytes serve fetched from every source so far (`/metrics`).
-fn fetched_total(s: &Serve) -> u64 {
-    let text = reqwest::blocking::get(format!("{}/metrics", s.url))
-        .and_then(|r| r.text())
-        .expect("metrics");
-    text.lines()
-        .filter(|l| l.starts_with("dmirror_serve_fetched_bytes_total{"))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
-        .sum()
-}
-
 /// Peak resident memory of `pid` since its peak was last reset, in kB.
 fn peak_rss(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -98,16 +87,13 @@ fn peak_rss(pid: u32) -> u64 {
 
 /// Every blob of `image` (its manifest first) through serve, the bytes
 /// read and dropped.
-fn fetch_image(url: &str, image: &Image) {
+fn fetch_image(s: &Serve, image: &Image) {
+    let url = &s.url;
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(300))
         .build()
         .expect("client");
-    let r = client
-        .get(format!("{url}/v2/library/small/manifests/latest"))
-        .header("Accept", lab::OCI_MANIFEST)
-        .send()
-        .expect("manifest");
+    let r = s.manifest("library/small");
     assert!(r.status().is_success(), "manifest: {}", r.status());
     let digests =
         std::iter::once(&image.config.digest).chain(image.layers.iter().map(|l| &l.digest));
@@ -217,7 +203,7 @@ fn main() {
     let _ = d.docker(&["image", "prune", "-f"]);
     let _ = std::fs::remove_dir_all(&cache);
     let _ = Command::new("sync").status();
-    let before = fetched_total(&s);
+    let before = s.fetched().values().sum::<u64>();
     let start = Instant::now();
     let (docker_ok, ctr_out) = std::thread::scope(|sc| {
         let a = sc.spawn(|| d.docker(&["pull", "-q", "small"]));
@@ -245,7 +231,7 @@ fn main() {
         String::from_utf8_lossy(&ctr_out.stderr),
         s.log()
     );
-    let two_fetched = fetched_total(&s) - before;
+    let two_fetched = s.fetched().values().sum::<u64>() - before;
     drop(d);
     drop(ctrd);
 
@@ -255,7 +241,7 @@ fn main() {
     let start = Instant::now();
     std::thread::scope(|sc| {
         for _ in 0..8 {
-            sc.spawn(|| fetch_image(&s.url, &c.image));
+            sc.spawn(|| fetch_image(&s, &c.image));
         }
     });
     let eight = start.elapsed().as_secs_f64();

@@ -48,6 +48,12 @@ fn get_blob(s: &Serve, repo: &str, digest: &str) -> Result<Vec<u8>, String> {
     Ok(body)
 }
 
+/// A mirror: nginx proxying `upstream` at `rate` per connection.
+fn proxied(lab: &mut Lab, name: &str, upstream: u16, rate: &'static str) -> String {
+    let rate = Some(rate);
+    lab.nginx(&[(name, Front::Proxy { upstream, rate })])[name].clone()
+}
+
 /// Upstream of every registry: a refused port, so nothing leaves the machine.
 fn upstream_entry(lab: &Lab, registry: &str) -> (String, String, String) {
     (
@@ -365,26 +371,14 @@ fn a_mirror_killed_mid_blob_and_a_tampered_blob() {
     let origin = lab.registry("origin");
     let image = Image::synthetic(164, "amd64", &[6 * MB, 128 * 1024]);
     origin.push(REPO, "latest", &image);
-    let first = lab.nginx(&[(
-        "first",
-        Front::Proxy {
-            upstream: origin.port,
-            rate: Some("2m"),
-        },
-    )]);
-    let second = lab.nginx(&[(
-        "second",
-        Front::Proxy {
-            upstream: origin.port,
-            rate: Some("1m"),
-        },
-    )]);
+    let first = proxied(&mut lab, "first", origin.port, "2m");
+    let second = proxied(&mut lab, "second", origin.port, "1m");
     let mirrors = toml_of(
         &lab,
         "m.toml",
         &[
-            ("first".into(), first["first"].clone(), String::new()),
-            ("second".into(), second["second"].clone(), String::new()),
+            ("first".into(), first.clone(), String::new()),
+            ("second".into(), second.clone(), String::new()),
             upstream_entry(&lab, "docker.io"),
         ],
     );
@@ -402,7 +396,7 @@ fn a_mirror_killed_mid_blob_and_a_tampered_blob() {
     });
     // Kill the first mirror's nginx a second into the transfer.
     std::thread::sleep(Duration::from_secs(1));
-    kill_nginx_serving(&lab, &first["first"]);
+    kill_nginx_serving(&lab, &first);
     let (r, body) = getter.join().expect("getter");
     assert!(r.is_ok(), "{r:?}\n{}", s.log());
     assert_eq!(lab::sha256(&body), image.largest_layer().digest);
@@ -455,19 +449,13 @@ fn a_tampered_blob_aborts_the_response_and_the_retry_is_right() {
             .ends_with(&bad.digest)
             .then(|| Reply::new(200, lab::noise(3, bad.bytes.len())))
     });
-    let urls = lab.nginx(&[(
-        "good",
-        Front::Proxy {
-            upstream: origin.port,
-            rate: Some("1m"),
-        },
-    )]);
+    let good = proxied(&mut lab, "good", origin.port, "1m");
     let mirrors = toml_of(
         &lab,
         "m.toml",
         &[
             ("evil".into(), evil, String::new()),
-            ("good".into(), urls["good"].clone(), String::new()),
+            ("good".into(), good.clone(), String::new()),
             upstream_entry(&lab, "docker.io"),
         ],
     );
@@ -482,20 +470,6 @@ fn a_tampered_blob_aborts_the_response_and_the_retry_is_right() {
     let third = get_blob(&s, REPO, &small.digest).expect("from the cache");
     assert_eq!(third, second);
     s.wait_for("source=cache cache=hit", Duration::from_secs(5));
-}
-
-/// The bytes serve fetched from each mirror, as `/metrics` counts them.
-fn fetched_by_mirror(s: &Serve) -> std::collections::HashMap<String, u64> {
-    let text = http()
-        .get(format!("{}/metrics", s.url))
-        .send()
-        .and_then(|r| r.text())
-        .expect("metrics");
-    text.lines()
-        .filter_map(|l| l.strip_prefix("dmirror_serve_fetched_bytes_total{mirror=\""))
-        .filter_map(|l| l.split_once("\"} "))
-        .map(|(m, v)| (m.to_owned(), v.parse().unwrap_or(0)))
-        .collect()
 }
 
 /// Issue 17, item 1: a large blob a manifest declared is fetched over
@@ -547,11 +521,7 @@ fn a_large_blob_is_spread_over_every_healthy_mirror() {
     let s = Serve::start(&lab, &mirrors, &["--image", "small", "--budget", "2s"]);
     s.wait_for("probe docker.io: 3 ok", Duration::from_secs(30));
     // The manifest declares the blob's size: what lets serve cut it.
-    let r = http()
-        .get(format!("{}/v2/{REPO}/manifests/latest", s.url))
-        .header("Accept", lab::OCI_MANIFEST)
-        .send()
-        .expect("manifest");
+    let r = s.manifest(REPO);
     assert_eq!(r.status().as_u16(), 200, "{}", s.log());
 
     let first = get_blob(&s, REPO, &target.digest);
@@ -569,10 +539,10 @@ fn a_large_blob_is_spread_over_every_healthy_mirror() {
 
     // With the liar gone, the other layer comes from both honest mirrors.
     let other = image.layers[1].clone();
-    let before = fetched_by_mirror(&s);
+    let before = s.fetched();
     let body = get_blob(&s, REPO, &other.digest).expect("the other layer");
     assert_eq!(lab::sha256(&body), other.digest);
-    let after = fetched_by_mirror(&s);
+    let after = s.fetched();
     let got = |m: &str| after.get(m).copied().unwrap_or(0) - before.get(m).copied().unwrap_or(0);
     assert!(
         got("a") > 2 * MB as u64 && got("b") > 2 * MB as u64,
@@ -613,19 +583,13 @@ fn oversized_blob_head_and_eviction() {
             Reply::new(200, b)
         })
     });
-    let urls = lab.nginx(&[(
-        "good",
-        Front::Proxy {
-            upstream: origin.port,
-            rate: Some("4m"),
-        },
-    )]);
+    let good = proxied(&mut lab, "good", origin.port, "4m");
     let mirrors = toml_of(
         &lab,
         "m.toml",
         &[
             ("liar".into(), liar, String::new()),
-            ("good".into(), urls["good"].clone(), String::new()),
+            ("good".into(), good.clone(), String::new()),
             upstream_entry(&lab, "docker.io"),
         ],
     );
@@ -647,11 +611,7 @@ fn oversized_blob_head_and_eviction() {
         ],
     );
     s.wait_for("order: liar, good", Duration::from_secs(30));
-    let r = http()
-        .get(format!("{}/v2/{REPO}/manifests/latest", s.url))
-        .header("Accept", lab::OCI_MANIFEST)
-        .send()
-        .expect("manifest");
+    let r = s.manifest(REPO);
     assert_eq!(r.status().as_u16(), 200, "{}", s.log());
 
     let body = get_blob(&s, REPO, &small.digest).expect("the small layer");
@@ -699,18 +659,12 @@ fn a_partial_left_by_a_killed_server_is_resumed() {
     let image = Image::synthetic(168, "amd64", &[4 * MB]);
     origin.push(REPO, "latest", &image);
     let layer = image.layers[0].clone();
-    let urls = lab.nginx(&[(
-        "slow",
-        Front::Proxy {
-            upstream: origin.port,
-            rate: Some("1m"),
-        },
-    )]);
+    let slow = proxied(&mut lab, "slow", origin.port, "1m");
     let mirrors = toml_of(
         &lab,
         "m.toml",
         &[
-            ("slow".into(), urls["slow"].clone(), String::new()),
+            ("slow".into(), slow.clone(), String::new()),
             upstream_entry(&lab, "docker.io"),
         ],
     );
@@ -742,7 +696,7 @@ fn a_partial_left_by_a_killed_server_is_resumed() {
     s.wait_for("order: slow", Duration::from_secs(30));
     let body = get_blob(&s, REPO, &layer.digest).expect("resumed");
     assert_eq!(lab::sha256(&body), layer.digest);
-    let fetched = fetched_by_mirror(&s).get("slow").copied().unwrap_or(0);
+    let fetched = s.fetched().get("slow").copied().unwrap_or(0);
     assert!(
         fetched <= size - kept,
         "fetched {fetched} of {size} though {kept} were kept\n{}",
@@ -774,19 +728,12 @@ fn a_tag_is_served_from_the_cache_when_every_source_is_gone() {
     );
     let cache = lab.path("cache-dir");
     let cache_s = cache.to_str().unwrap().to_owned();
-    let manifest = |s: &Serve| {
-        http()
-            .get(format!("{}/v2/small/manifests/latest", s.url))
-            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .expect("manifest")
-    };
     let mut s = Serve::start(
         &lab,
         &mirrors,
         &["--image", "small", "--cache-dir", &cache_s],
     );
-    let r = manifest(&s);
+    let r = s.manifest("small");
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["docker-content-digest"], image.digest.as_str());
     assert_eq!(lab::sha256(&r.bytes().unwrap()), image.digest);
@@ -806,7 +753,7 @@ fn a_tag_is_served_from_the_cache_when_every_source_is_gone() {
         ],
     );
     let s = Serve::start(&lab, &gone, &["--image", "small", "--cache-dir", &cache_s]);
-    let r = manifest(&s);
+    let r = s.manifest("small");
     assert_eq!(r.status(), 200, "{}", s.log());
     assert_eq!(lab::sha256(&r.bytes().unwrap()), image.digest);
     assert!(s.log().contains("stale"), "{}", s.log());
@@ -932,18 +879,12 @@ fn one_download_per_blob_bounded_heads_and_a_graceful_stop() {
     let origin = lab.registry("origin");
     let image = Image::synthetic(167, "amd64", &[3 * MB, 64 * 1024]);
     origin.push(REPO, "latest", &image);
-    let urls = lab.nginx(&[(
-        "slow",
-        Front::Proxy {
-            upstream: origin.port,
-            rate: Some("1m"),
-        },
-    )]);
+    let slow = proxied(&mut lab, "slow", origin.port, "1m");
     let mirrors = toml_of(
         &lab,
         "m.toml",
         &[
-            ("slow".into(), urls["slow"].clone(), String::new()),
+            ("slow".into(), slow.clone(), String::new()),
             upstream_entry(&lab, "docker.io"),
         ],
     );

@@ -463,14 +463,6 @@ async fn fetch_from(
     let Manifest::Image { config, layers } = parsed else {
         return Err(RegistryError::broken("an index points at another index"));
     };
-    let media_type = serde_json::from_slice::<serde_json::Value>(&m.bytes)
-        .ok()
-        .and_then(|v| {
-            v.get("mediaType")
-                .and_then(|t| t.as_str())
-                .map(str::to_owned)
-        })
-        .or(m.media_type.clone())
-        .unwrap_or_else(|| crate::registry::manifest::OCI_MANIFEST.to_owned());
+    let media_type = m.declared_media_type();
     Ok((m.bytes, media_type, m.digest, config, layers))
 }

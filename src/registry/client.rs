@@ -90,6 +90,18 @@ pub struct FetchedManifest {
     pub digest: String,
 }
 
+impl FetchedManifest {
+    /// The manifest's own `mediaType`, else the Content-Type it came with,
+    /// else OCI's image manifest.
+    pub fn declared_media_type(&self) -> String {
+        serde_json::from_slice::<serde_json::Value>(&self.bytes)
+            .ok()
+            .and_then(|v| v.get("mediaType")?.as_str().map(str::to_owned))
+            .or_else(|| self.media_type.clone())
+            .unwrap_or_else(|| manifest::OCI_MANIFEST.to_owned())
+    }
+}
+
 pub struct RegistryClient {
     pub(super) http: reqwest::Client,
     pub(super) base: Url,

@@ -102,25 +102,23 @@ pub fn join(
         ctx.metrics.joined.fetch_add(1, Relaxed);
         return Ok(i.clone());
     }
-    let cache_err = |e: std::io::Error| Failed {
-        status: 500,
-        code: "UNKNOWN",
-        message: format!("cache {}: {e}", ctx.store.root().display()),
-    };
     let declared = super::lock(&ctx.sizes).get(digest).copied();
     // A large blob of known size over every healthy mirror at once, when
-    // no other serve on this cache is fetching it.
-    let spread = match (super::spread::sources(ctx, registry, declared), declared) {
-        (Some(sources), Some(size)) => super::spread::open(ctx, digest, size)
-            .map_err(cache_err)?
-            .map(|f| (sources, size, f)),
-        _ => None,
+    // no other serve on this cache is fetching it; else one source at a
+    // time into a stream file.
+    let spread = match declared
+        .and_then(|size| Some((size, super::spread::sources(ctx, registry, size)?)))
+    {
+        Some((size, sources)) => super::spread::open(ctx, digest, size)
+            .map_err(|e| cache_failed(ctx, e))?
+            .map(|f| (f, Plan::Spread(sources, size))),
+        None => None,
     };
-    let (file, written, hasher, spread) = match spread {
-        Some((sources, size, f)) => (f, 0, None, Some((sources, size))),
+    let (file, written, plan) = match spread {
+        Some((f, plan)) => (f, 0, plan),
         None => {
-            let (f, w, h) = open_stream(ctx, digest).map_err(cache_err)?;
-            (f, w, Some(h), None)
+            let (f, w, h) = open_stream(ctx, digest).map_err(|e| cache_failed(ctx, e))?;
+            (f, w, Plan::Stream(h))
         }
     };
     let (tx, rx) = watch::channel(State {
@@ -145,8 +143,11 @@ pub fn join(
         digest.to_owned(),
     );
     tokio::spawn(async move {
-        let end = match (spread, hasher) {
-            (Some((sources, size)), _) => {
+        let end = match plan {
+            Plan::Stream(hasher) => {
+                fetch(&ctx, &registry, &repo, &digest, &file, hasher, &tx).await
+            }
+            Plan::Spread(sources, size) => {
                 match super::spread::fetch(&ctx, &registry, &repo, &digest, size, sources, &tx)
                     .await
                 {
@@ -162,18 +163,10 @@ pub fn join(
                             });
                             fetch(&ctx, &registry, &repo, &digest, &f, hasher, &tx).await
                         }
-                        Err(e) => Err(Failed {
-                            status: 500,
-                            code: "UNKNOWN",
-                            message: format!("cache {}: {e}", ctx.store.root().display()),
-                        }),
+                        Err(e) => Err(cache_failed(&ctx, e)),
                     },
                 }
             }
-            (None, Some(hasher)) => {
-                fetch(&ctx, &registry, &repo, &digest, &file, hasher, &tx).await
-            }
-            (None, None) => Err(gone()),
         };
         let end = match end {
             Ok(()) => End::Done,
@@ -183,6 +176,22 @@ pub fn join(
         tx.send_modify(|s| s.end = end);
     });
     Ok(inflight)
+}
+
+/// How a blob is fetched.
+enum Plan {
+    /// One source at a time, in order, hashed as it comes.
+    Stream(Hasher),
+    /// Over these mirrors at once (`spread.rs`), this many bytes.
+    Spread(Vec<Arc<Source>>, u64),
+}
+
+fn cache_failed(ctx: &Ctx, e: std::io::Error) -> Failed {
+    Failed {
+        status: 500,
+        code: "UNKNOWN",
+        message: format!("cache {}: {e}", ctx.store.root().display()),
+    }
 }
 
 /// The stream file of `digest`: resumed where an earlier run left it (its
@@ -322,11 +331,7 @@ async fn fetch(
     // No fsync: a blob torn by a crash fails its digest when next sent
     // whole (it is re-hashed then, being unknown to the next process).
     let _ = ctx.store.ensure();
-    std::fs::rename(&path, ctx.store.cache.blob_path(digest)).map_err(|e| Failed {
-        status: 500,
-        code: "UNKNOWN",
-        message: format!("cache {}: {e}", ctx.store.root().display()),
-    })?;
+    std::fs::rename(&path, ctx.store.cache.blob_path(digest)).map_err(|e| cache_failed(ctx, e))?;
     mark_good(&ctx.verified, digest, file);
     ctx.evict_soon();
     Ok(())

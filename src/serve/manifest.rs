@@ -15,7 +15,7 @@ use super::store::TagRecord;
 use super::Ctx;
 use crate::probe::fresh::{fresh_digest, Served};
 use crate::registry::client::FetchedManifest;
-use crate::registry::manifest::{Manifest, OCI_MANIFEST};
+use crate::registry::manifest::Manifest;
 
 /// How long a tag's resolution is reused before sources are asked again.
 pub const TAG_TTL: Duration = Duration::from_secs(60);
@@ -143,7 +143,7 @@ async fn ask(
 
 /// Cache a manifest fetched (and so verified) from `source`.
 fn keep(ctx: &Ctx, m: FetchedManifest, source: &str) -> Found {
-    let media_type = media_type_of(&m);
+    let media_type = m.declared_media_type();
     if let Err(e) = ctx.store.put_manifest(&m.digest, &m.bytes, &media_type) {
         (ctx.log)(format!("cannot cache manifest {}: {e}", m.digest));
     }
@@ -155,19 +155,6 @@ fn keep(ctx: &Ctx, m: FetchedManifest, source: &str) -> Found {
         source: source.to_owned(),
         hit: false,
     }
-}
-
-/// The manifest's own `mediaType`, else the Content-Type it came with.
-fn media_type_of(m: &FetchedManifest) -> String {
-    serde_json::from_slice::<serde_json::Value>(&m.bytes)
-        .ok()
-        .and_then(|v| {
-            v.get("mediaType")
-                .and_then(|t| t.as_str())
-                .map(str::to_owned)
-        })
-        .or(m.media_type.clone())
-        .unwrap_or_else(|| OCI_MANIFEST.to_owned())
 }
 
 /// Note the sizes a manifest declares, the bound on its blobs' downloads.

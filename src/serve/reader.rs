@@ -93,8 +93,7 @@ impl Reader {
                     if at >= limit {
                         return None;
                     }
-                    let mut buf = vec![0u8; (limit - at).min(CHUNK) as usize];
-                    return Some(f.read_exact_at(&mut buf, at).map(|_| buf.into()));
+                    return Some(chunk(f, at, limit).map(Into::into));
                 }
                 let limit = if finished { limit.min(written) } else { limit };
                 if at >= limit && finished {
@@ -107,14 +106,7 @@ impl Reader {
                     written.min(limit.saturating_sub(1))
                 };
                 if sendable > at {
-                    let n = (sendable - at).min(CHUNK) as usize;
-                    let mut buf = vec![0u8; n];
-                    return Some(
-                        inflight
-                            .file
-                            .read_exact_at(&mut buf, at)
-                            .map(|_| buf.into()),
-                    );
+                    return Some(chunk(&inflight.file, at, sendable).map(Into::into));
                 }
                 if rx.changed().await.is_err() {
                     return Some(Err(std::io::Error::other(gone().message)));
@@ -130,11 +122,11 @@ impl Reader {
                 if at >= limit {
                     return None;
                 }
-                let n = (limit - at).min(CHUNK) as usize;
-                let mut buf = vec![0u8; n];
-                if let Err(e) = file.read_exact_at(&mut buf, at) {
-                    return Some(Err(e));
-                }
+                let buf = match chunk(file, at, limit) {
+                    Ok(b) => b,
+                    Err(e) => return Some(Err(e)),
+                };
+                let n = buf.len();
                 if let Some((digest, h, verified)) = verify {
                     h.update(&buf);
                     if at + n as u64 == limit {
@@ -152,4 +144,11 @@ impl Reader {
             }
         }
     }
+}
+
+/// Bytes `[at, limit)` of `file`, at most [`CHUNK`] of them.
+fn chunk(file: &File, at: u64, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; (limit - at).min(CHUNK) as usize];
+    file.read_exact_at(&mut buf, at)?;
+    Ok(buf)
 }

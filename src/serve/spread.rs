@@ -23,10 +23,12 @@ const TICK: Duration = Duration::from_millis(20);
 
 /// The mirrors to spread `digest` over: every healthy one, when the blob
 /// is large enough to gain from it and at least two are healthy.
-pub fn sources(ctx: &Ctx, registry: &str, size: Option<u64>) -> Option<Vec<Arc<Source>>> {
-    let size = size.filter(|s| *s > VERIFY_FIRST)?;
+pub fn sources(ctx: &Ctx, registry: &str, size: u64) -> Option<Vec<Arc<Source>>> {
+    if size <= VERIFY_FIRST {
+        return None;
+    }
     let healthy = ctx.pool.healthy(registry);
-    (healthy.len() >= 2 && size > 0).then_some(healthy)
+    (healthy.len() >= 2).then_some(healthy)
 }
 
 /// Open the download's partial file (`pull`'s, so a blob `pull` left half

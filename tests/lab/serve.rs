@@ -82,6 +82,27 @@ impl Serve {
         );
     }
 
+    /// `repo:latest`'s manifest through the server, as an OCI client asks.
+    pub fn manifest(&self, repo: &str) -> reqwest::blocking::Response {
+        reqwest::blocking::Client::new()
+            .get(format!("{}/v2/{repo}/manifests/latest", self.url))
+            .header("Accept", super::OCI_MANIFEST)
+            .send()
+            .expect("manifest")
+    }
+
+    /// The bytes the server fetched from each source so far (`/metrics`).
+    pub fn fetched(&self) -> std::collections::HashMap<String, u64> {
+        let text = reqwest::blocking::get(format!("{}/metrics", self.url))
+            .and_then(|r| r.text())
+            .expect("metrics");
+        text.lines()
+            .filter_map(|l| l.strip_prefix("dmirror_serve_fetched_bytes_total{mirror=\""))
+            .filter_map(|l| l.split_once("\"} "))
+            .map(|(m, v)| (m.to_owned(), v.parse().unwrap_or(0)))
+            .collect()
+    }
+
     pub fn authority(&self) -> String {
         self.url.trim_start_matches("http://").to_owned()
     }
