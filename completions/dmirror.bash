@@ -19,6 +19,9 @@ _dmirror() {
             dmirror,apply)
                 cmd="dmirror__subcmd__apply"
                 ;;
+            dmirror,cache)
+                cmd="dmirror__subcmd__cache"
+                ;;
             dmirror,completions)
                 cmd="dmirror__subcmd__completions"
                 ;;
@@ -46,8 +49,35 @@ _dmirror() {
             dmirror,serve)
                 cmd="dmirror__subcmd__serve"
                 ;;
+            dmirror__subcmd__cache,help)
+                cmd="dmirror__subcmd__cache__subcmd__help"
+                ;;
+            dmirror__subcmd__cache,list)
+                cmd="dmirror__subcmd__cache__subcmd__list"
+                ;;
+            dmirror__subcmd__cache,prune)
+                cmd="dmirror__subcmd__cache__subcmd__prune"
+                ;;
+            dmirror__subcmd__cache,size)
+                cmd="dmirror__subcmd__cache__subcmd__size"
+                ;;
+            dmirror__subcmd__cache__subcmd__help,help)
+                cmd="dmirror__subcmd__cache__subcmd__help__subcmd__help"
+                ;;
+            dmirror__subcmd__cache__subcmd__help,list)
+                cmd="dmirror__subcmd__cache__subcmd__help__subcmd__list"
+                ;;
+            dmirror__subcmd__cache__subcmd__help,prune)
+                cmd="dmirror__subcmd__cache__subcmd__help__subcmd__prune"
+                ;;
+            dmirror__subcmd__cache__subcmd__help,size)
+                cmd="dmirror__subcmd__cache__subcmd__help__subcmd__size"
+                ;;
             dmirror__subcmd__help,apply)
                 cmd="dmirror__subcmd__help__subcmd__apply"
+                ;;
+            dmirror__subcmd__help,cache)
+                cmd="dmirror__subcmd__help__subcmd__cache"
                 ;;
             dmirror__subcmd__help,completions)
                 cmd="dmirror__subcmd__help__subcmd__completions"
@@ -75,6 +105,15 @@ _dmirror() {
                 ;;
             dmirror__subcmd__help,serve)
                 cmd="dmirror__subcmd__help__subcmd__serve"
+                ;;
+            dmirror__subcmd__help__subcmd__cache,list)
+                cmd="dmirror__subcmd__help__subcmd__cache__subcmd__list"
+                ;;
+            dmirror__subcmd__help__subcmd__cache,prune)
+                cmd="dmirror__subcmd__help__subcmd__cache__subcmd__prune"
+                ;;
+            dmirror__subcmd__help__subcmd__cache,size)
+                cmd="dmirror__subcmd__help__subcmd__cache__subcmd__size"
                 ;;
             dmirror__subcmd__help__subcmd__schedule,install)
                 cmd="dmirror__subcmd__help__subcmd__schedule__subcmd__install"
@@ -131,7 +170,7 @@ _dmirror() {
 
     case "${cmd}" in
         dmirror)
-            opts="-h -V --help --version probe apply pull list history schedule serve completions man help"
+            opts="-h -V --help --version probe apply pull list history schedule serve cache completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -262,6 +301,184 @@ _dmirror() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        dmirror__subcmd__cache)
+            opts="-h -V --help --version list size prune help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__cache__subcmd__help)
+            opts="list size prune help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__cache__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__cache__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__cache__subcmd__help__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__cache__subcmd__help__subcmd__size)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__cache__subcmd__list)
+            opts="-b -f -j -h -V --cache-dir --blobs --format --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__cache__subcmd__prune)
+            opts="-k -u -a -f -j -h -V --cache-dir --keep --unused-for --all --dry-run --format --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -k)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --unused-for)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -u)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__cache__subcmd__size)
+            opts="-f -j -h -V --cache-dir --format --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --cache-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                -f)
+                    COMPREPLY=($(compgen -W "table plain json prometheus" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         dmirror__subcmd__completions)
             opts="-h -V --help --version bash zsh fish"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -277,7 +494,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__help)
-            opts="probe apply pull list history schedule serve completions man help"
+            opts="probe apply pull list history schedule serve cache completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -293,6 +510,62 @@ _dmirror() {
         dmirror__subcmd__help__subcmd__apply)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__help__subcmd__cache)
+            opts="list size prune"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__help__subcmd__cache__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__help__subcmd__cache__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        dmirror__subcmd__help__subcmd__cache__subcmd__size)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

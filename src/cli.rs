@@ -40,6 +40,10 @@ pub enum Command {
     /// every byte verified, the next mirror tried within the request.
     /// `serve install` makes it a systemd service.
     Serve(ServeArgs),
+    /// See what the cache of `pull` and `serve` holds (images, blobs,
+    /// unfinished downloads) and prune it.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print the man page (roff), generated from this command line.
@@ -347,6 +351,80 @@ pub struct SchedulePlaces {
     /// Where the cron entry goes.
     #[arg(long, value_name = "DIR", default_value = "/etc/cron.d")]
     pub cron_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// The cached images, named by the tags pull and serve resolved, with
+    /// their platforms, size and last use (--blobs: every blob).
+    List(CacheListArgs),
+    /// How much the cache holds (blobs, unfinished downloads) and the free
+    /// space left on its disk.
+    Size(CacheSizeArgs),
+    /// Remove what has not been used for a while (--unused-for), the least
+    /// recently used beyond a size (--keep), or everything (--all).
+    /// Downloads under way are left alone.
+    Prune(CachePruneArgs),
+}
+
+/// Which cache.
+#[derive(Debug, Args)]
+pub struct CacheDirArg {
+    /// The cache directory. [default: the user's cache directory, e.g.
+    /// ~/.cache/dmirror; the serve service (serve install) keeps its cache
+    /// in /var/cache/dmirror]
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheListArgs {
+    #[command(flatten)]
+    pub dir: CacheDirArg,
+
+    /// List every blob (digest, size, last use, the images using it)
+    /// instead of the images.
+    #[arg(short = 'b', long)]
+    pub blobs: bool,
+
+    #[command(flatten)]
+    pub out: FormatArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CacheSizeArgs {
+    #[command(flatten)]
+    pub dir: CacheDirArg,
+
+    #[command(flatten)]
+    pub out: FormatArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("rule").required(true).multiple(true).args(["keep", "unused_for", "all"])))]
+pub struct CachePruneArgs {
+    #[command(flatten)]
+    pub dir: CacheDirArg,
+
+    /// Remove the least recently used blobs until the cache holds at most
+    /// SIZE (e.g. 20G, 500M).
+    #[arg(short = 'k', long, value_name = "SIZE", value_parser = parse_size)]
+    pub keep: Option<u64>,
+
+    /// Remove what has not been used for DURATION (e.g. 30d, 2weeks).
+    #[arg(short = 'u', long, value_name = "DURATION", value_parser = parse_duration)]
+    pub unused_for: Option<Duration>,
+
+    /// Remove everything (downloads under way excepted).
+    #[arg(short = 'a', long, conflicts_with_all = ["keep", "unused_for"])]
+    pub all: bool,
+
+    /// Show what would be removed and remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub out: FormatArgs,
 }
 
 #[derive(Debug, Args)]

@@ -81,6 +81,7 @@ async fn dispatch(cli: &Cli) -> CommandResult {
         Command::History(args) => commands::history::run(args),
         Command::Schedule(c) => commands::schedule::run(c),
         Command::Serve(args) => commands::serve::run(args).await,
+        Command::Cache(c) => commands::cache::run(c),
         Command::Completions(args) => commands::completions::run(args),
         Command::Man => commands::completions::man(),
     }

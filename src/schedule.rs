@@ -389,6 +389,26 @@ pub fn install(
     Ok(())
 }
 
+/// The binary a job or service runs: `binary`, or this one unless it
+/// lives in a build or temporary directory.
+pub fn installed_binary(binary: Option<&Path>) -> Result<PathBuf, String> {
+    if let Some(b) = binary {
+        return b
+            .canonicalize()
+            .map_err(|e| format!("--binary {}: {e}", b.display()));
+    }
+    let exe = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(|e| format!("cannot tell where dmirror is installed: {e}"))?;
+    if let Some(place) = transient(&exe) {
+        return Err(format!(
+            "this dmirror runs from {} ({place}), which an installed job or service cannot rely on; install it first (cargo install --locked --path . --root /usr/local), then run /usr/local/bin/dmirror from there, or name a binary with --binary",
+            exe.display()
+        ));
+    }
+    Ok(exe)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,9 @@
 //! `dmirror history`: each mirror's record over its recent probes.
 
-use std::io::Write;
-
 use anyhow::anyhow;
 
-use super::{say, table_width, CommandResult, Failure};
+use super::{print, say, table_width, CommandResult, Failure};
 use crate::cli::{Format, HistoryArgs};
-use crate::exit::ExitStatus;
 use crate::history;
 use crate::output;
 
@@ -21,19 +18,9 @@ pub fn run(args: &HistoryArgs) -> CommandResult {
         let list = super::load_mirrors(&args.source)?;
         summaries.retain(|s| list.mirrors.iter().any(|m| m.name == s.name));
     }
-    let mut out = std::io::stdout().lock();
-    match args.out.format() {
-        Format::Json => output::history::write_json(&mut out, &store.path(), &summaries)?,
-        Format::Table => {
-            output::history::write_table(&mut out, &store.path(), &summaries, table_width())?
-        }
-        Format::Plain => output::history::write_plain(&mut out, &summaries)?,
-        Format::Prometheus => {
-            return Err(Failure::usage(anyhow!(
-                "--format prometheus is for probe and apply (their metrics carry the history); history prints table, plain or json"
-            )))
-        }
-    }
-    out.flush()?;
-    Ok(ExitStatus::Success)
+    print(&args.out, "history", |out, format| match format {
+        Format::Json => output::history::write_json(out, &store.path(), &summaries),
+        Format::Plain => output::history::write_plain(out, &summaries),
+        _ => output::history::write_table(out, &store.path(), &summaries, table_width()),
+    })
 }

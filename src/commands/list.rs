@@ -1,26 +1,14 @@
 //! `dmirror list`: the mirror list `probe` would use, merged and validated.
 
-use std::io::Write;
-
-use super::{load_mirrors, table_width, CommandResult, Failure};
-use crate::cli::Format;
-use crate::cli::ListArgs;
-use crate::exit::ExitStatus;
+use super::{load_mirrors, print, table_width, CommandResult};
+use crate::cli::{Format, ListArgs};
 use crate::output;
 
 pub fn run(args: &ListArgs) -> CommandResult {
     let list = load_mirrors(&args.source)?;
-    let mut out = std::io::stdout().lock();
-    match args.out.format() {
-        Format::Json => output::json::write_list(&mut out, &list.mirrors)?,
-        Format::Table => output::table::write_list(&mut out, &list.mirrors, table_width())?,
-        Format::Plain => output::plain::write_list(&mut out, &list.mirrors)?,
-        Format::Prometheus => {
-            return Err(Failure::usage(anyhow::anyhow!(
-                "--format prometheus is for probe and apply; list prints table, plain or json"
-            )))
-        }
-    }
-    out.flush()?;
-    Ok(ExitStatus::Success)
+    print(&args.out, "list", |out, format| match format {
+        Format::Json => output::json::write_list(out, &list.mirrors),
+        Format::Plain => output::plain::write_list(out, &list.mirrors),
+        _ => output::table::write_list(out, &list.mirrors, table_width()),
+    })
 }

@@ -3,6 +3,7 @@
 //! to `output`. Only here do clap types, stdout and exit statuses meet.
 
 pub mod apply;
+pub mod cache;
 pub mod completions;
 pub mod history;
 pub mod list;
@@ -117,4 +118,24 @@ pub fn table_width() -> Option<u16> {
 pub fn say(line: impl std::fmt::Display) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// Print a report as `args` asks (table, plain or json), refusing
+/// prometheus: that is for probe and apply. `what` names the command.
+pub fn print(
+    args: &crate::cli::FormatArgs,
+    what: &str,
+    write: impl FnOnce(&mut std::io::StdoutLock<'static>, crate::cli::Format) -> std::io::Result<()>,
+) -> CommandResult {
+    use std::io::Write;
+    let format = args.format();
+    if format == crate::cli::Format::Prometheus {
+        return Err(Failure::usage(anyhow::anyhow!(
+            "--format prometheus is for probe and apply; {what} prints table, plain or json"
+        )));
+    }
+    let mut out = std::io::stdout().lock();
+    write(&mut out, format)?;
+    out.flush()?;
+    Ok(ExitStatus::Success)
 }

@@ -84,28 +84,9 @@ pub fn parse_installed(args: &[String], what: &str) -> Result<Cli, String> {
     })
 }
 
-/// The binary a job or service runs: `--binary`, or this one unless it
-/// lives in a build or temporary directory.
+/// The binary a job or service runs (`schedule::installed_binary`).
 pub fn installed_binary(binary: Option<&std::path::Path>) -> Result<std::path::PathBuf, Failure> {
-    match binary {
-        Some(b) => b
-            .canonicalize()
-            .map_err(|e| Failure::usage(anyhow!("--binary {}: {e}", b.display()))),
-        None => {
-            let exe = std::env::current_exe()
-                .and_then(|p| p.canonicalize())
-                .map_err(|e| {
-                    Failure::usage(anyhow!("cannot tell where dmirror is installed: {e}"))
-                })?;
-            if let Some(place) = schedule::transient(&exe) {
-                return Err(Failure::usage(anyhow!(
-                    "this dmirror runs from {} ({place}), which an installed job or service cannot rely on; install it first (cargo install --locked --path . --root /usr/local), then run /usr/local/bin/dmirror from there, or name a binary with --binary",
-                    exe.display()
-                )));
-            }
-            Ok(exe)
-        }
-    }
+    schedule::installed_binary(binary).map_err(|e| Failure::usage(anyhow!(e)))
 }
 
 fn remove(args: &ScheduleRemoveArgs) -> CommandResult {

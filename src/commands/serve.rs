@@ -9,11 +9,7 @@ use anyhow::anyhow;
 use super::{load_mirrors, parse_platform, say, CommandResult, Failure};
 use crate::cli::{ServeArgs, ServeCommand, ServeInstallArgs, ServeRemoveArgs, ServeRunArgs};
 use crate::exit::ExitStatus;
-use crate::probe::ProbeSettings;
 use crate::serve::{self, unit};
-
-/// A throughput sample's bound for serve's probes (they repeat).
-const SAMPLE_BYTES: u64 = 64 * 1024 * 1024;
 
 pub async fn run(args: &ServeArgs) -> CommandResult {
     match &args.action {
@@ -33,37 +29,25 @@ async fn serve(a: &ServeRunArgs) -> CommandResult {
         .iter()
         .map(|s| super::probe::parse_image(s))
         .collect::<Result<Vec<_>, _>>()?;
-    let plans = match crate::apply::registries(&list, &[], &images, &|l| say(l)) {
-        Ok(p) => p,
-        // A list that serves nothing: every registry goes upstream.
-        Err(_) if images.is_empty() => Vec::new(),
-        Err(e) => return Err(Failure::usage(e)),
-    };
-    let probes = plans
-        .into_iter()
-        .map(|(registry, image)| ProbeSettings {
-            mirrors: list
-                .enabled()
-                .filter(|m| m.serves(&registry))
-                .cloned()
-                .collect(),
-            image,
-            platform: platform.clone(),
-            timeout: a.timeout,
-            budget: a.budget,
-            sample_bytes: SAMPLE_BYTES,
-            network: network.clone(),
-            settle_early: false,
-        })
-        .collect();
-    let cache_root = match &a.cache_dir {
-        Some(d) => d.clone(),
-        None => crate::pull::cache::Cache::default_root().ok_or_else(|| {
+    let probes = serve::probes(
+        &list,
+        &images,
+        &platform,
+        a.timeout,
+        a.budget,
+        &network,
+        &|l| say(l),
+    )
+    .map_err(Failure::usage)?;
+    let cache_root = a
+        .cache_dir
+        .clone()
+        .or_else(crate::pull::cache::Cache::default_root)
+        .ok_or_else(|| {
             Failure::usage(anyhow!(
                 "no cache directory (HOME unset?); pass --cache-dir DIR"
             ))
-        })?,
-    };
+        })?;
     if !listen.ip().is_loopback() {
         say(format!(
             "note: listening on {listen}, not loopback: every machine that reaches this address can pull through this server"
@@ -136,12 +120,11 @@ fn install(a: &ServeInstallArgs) -> CommandResult {
 fn remove(a: &ServeRemoveArgs) -> CommandResult {
     let path = a.unit_dir.join(unit::SERVICE);
     if a.dry_run {
-        let mut out = std::io::stdout().lock();
-        if path.exists() {
-            writeln!(out, "would remove {}", path.display())?;
-        } else {
-            writeln!(out, "the serve service is not installed")?;
-        }
+        let line = match path.exists() {
+            true => format!("would remove {}", path.display()),
+            false => "the serve service is not installed".to_owned(),
+        };
+        writeln!(std::io::stdout().lock(), "{line}")?;
         return Ok(ExitStatus::Success);
     }
     if !unit::remove(&path, &mut |l| say(l))

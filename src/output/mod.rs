@@ -5,6 +5,7 @@
 //! and they read the domain types only: nothing here knows the commands.
 
 pub mod apply;
+pub mod cache;
 pub mod history;
 pub mod json;
 pub mod plain;

@@ -10,7 +10,9 @@ pub mod cache;
 pub mod deliver;
 pub mod download;
 pub mod image;
+pub mod inventory;
 pub mod oci;
+pub mod store;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +21,7 @@ use crate::config::Mirror;
 use crate::probe::{self, MirrorResult, ProbeSettings, Status};
 use crate::rank;
 use crate::reference::{Reference, DOCKER_HUB};
-use crate::registry::client::{http_client, ClientOptions};
+use crate::registry::client::{http_client, ClientOptions, FetchedManifest};
 use crate::registry::manifest::{Descriptor, Manifest, Platform};
 use crate::registry::{RegistryClient, RegistryError};
 use cache::Cache;
@@ -187,7 +189,7 @@ pub async fn pull(
             format!("; the mirrors: {}", said.join("; "))
         }
     };
-    let (manifest, media_type, digest, config, layers) = match fetch_manifest(
+    let (manifest, media_type, digest, config, layers, index) = match fetch_manifest(
         &sources,
         &image,
         &wanted_ref,
@@ -348,6 +350,7 @@ pub async fn pull(
             Err(e) => return Err(e.into()),
         }
     }
+    remember(&settings.cache_root, &pulled, index.as_ref());
     let bytes = wanted.iter().map(|w| w.size).sum();
     Ok(PullReport {
         image: pulled,
@@ -357,6 +360,35 @@ pub async fn pull(
         elapsed: start.elapsed(),
         used_upstream,
     })
+}
+
+/// Keep the manifests and the tag's resolution beside the blobs, so
+/// `dmirror cache list` names the image and `dmirror serve` answers it
+/// from the cache. Only a convenience: a failure here fails nothing.
+fn remember(root: &std::path::Path, image: &PulledImage, index: Option<&FetchedManifest>) {
+    let Ok(store) = store::Store::new(root.to_owned()) else {
+        return;
+    };
+    let _ = store.put_manifest(
+        &image.manifest_digest,
+        &image.manifest,
+        &image.manifest_media_type,
+    );
+    let top = match index {
+        Some(i) => {
+            let _ = store.put_manifest(&i.digest, &i.bytes, &i.declared_media_type());
+            &i.digest
+        }
+        None => &image.manifest_digest,
+    };
+    if let (Some(tag), None) = (&image.reference.tag, &image.reference.digest) {
+        let _ = store.put_tag(&store::TagRecord {
+            registry: image.reference.registry.clone(),
+            repo: image.reference.repository.clone(),
+            tag: tag.clone(),
+            digest: top.clone(),
+        });
+    }
 }
 
 /// A download source for mirror `m` serving `image`.
@@ -397,7 +429,16 @@ fn merge_outcomes(all: Vec<SourceOutcome>) -> Vec<SourceOutcome> {
     out
 }
 
-type FetchedImage = (Vec<u8>, String, String, Descriptor, Vec<Descriptor>);
+/// The platform's manifest (bytes, media type, digest), its config and
+/// layers, and the index it was picked from, if any.
+type FetchedImage = (
+    Vec<u8>,
+    String,
+    String,
+    Descriptor,
+    Vec<Descriptor>,
+    Option<FetchedManifest>,
+);
 
 /// The platform's manifest, fetched by digest (so verified) from the first
 /// source that serves it.
@@ -449,20 +490,20 @@ async fn fetch_from(
     let top = client.manifest(repo, reference).await?;
     let parsed =
         Manifest::parse(&top.bytes, top.media_type.as_deref()).map_err(RegistryError::broken)?;
-    let (m, parsed) = match parsed {
+    let (m, parsed, index) = match parsed {
         Manifest::Index { manifests } => {
             let entry = Manifest::select(&manifests, platform)
                 .ok_or_else(|| RegistryError::broken(format!("{image} has no {platform} image")))?;
             let m = client.manifest(repo, &entry.digest).await?;
             let parsed = Manifest::parse(&m.bytes, m.media_type.as_deref())
                 .map_err(RegistryError::broken)?;
-            (m, parsed)
+            (m, parsed, Some(top))
         }
-        image_manifest => (top, image_manifest),
+        image_manifest => (top, image_manifest, None),
     };
     let Manifest::Image { config, layers } = parsed else {
         return Err(RegistryError::broken("an index points at another index"));
     };
     let media_type = m.declared_media_type();
-    Ok((m.bytes, media_type, m.digest, config, layers))
+    Ok((m.bytes, media_type, m.digest, config, layers, index))
 }

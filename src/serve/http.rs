@@ -311,7 +311,7 @@ async fn blob(
         Ok((f, n))
     }) {
         Ok((file, size)) => {
-            super::store::touch(&cached);
+            crate::pull::store::touch(&cached);
             ctx.metrics.cache_hits.fetch_add(1, Relaxed);
             let verify = (!blob::known_good(&ctx.verified, digest, &file))
                 .then(|| (digest.to_owned(), Default::default(), ctx.verified.clone()));

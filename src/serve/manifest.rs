@@ -11,9 +11,9 @@ use futures::stream::{FuturesUnordered, StreamExt};
 
 use super::blob::Failed;
 use super::sources::{Source, DEMOTION};
-use super::store::TagRecord;
 use super::Ctx;
 use crate::probe::fresh::{fresh_digest, Served};
+use crate::pull::store::TagRecord;
 use crate::registry::client::FetchedManifest;
 use crate::registry::manifest::Manifest;
 

@@ -24,7 +24,6 @@ pub mod reader;
 pub mod route;
 pub mod sources;
 pub mod spread;
-pub mod store;
 pub mod unit;
 
 use std::collections::HashMap;
@@ -46,6 +45,45 @@ pub const MAX_CONNECTIONS: usize = 512;
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Bound on a client's TLS handshake.
 pub const HANDSHAKE: Duration = Duration::from_secs(10);
+/// A throughput sample's bound for serve's probes (they repeat).
+const SAMPLE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// One probe per registry `list` serves, each with its image from
+/// `images` or the registry's built-in one. A list that serves nothing
+/// sends every registry upstream.
+pub fn probes(
+    list: &crate::config::MirrorList,
+    images: &[crate::reference::Reference],
+    platform: &crate::registry::manifest::Platform,
+    timeout: Duration,
+    budget: Duration,
+    network: &crate::net::Network,
+    note: &dyn Fn(String),
+) -> anyhow::Result<Vec<ProbeSettings>> {
+    let plans = match crate::apply::registries(list, &[], images, note) {
+        Ok(p) => p,
+        Err(_) if images.is_empty() => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(plans
+        .into_iter()
+        .map(|(registry, image)| ProbeSettings {
+            mirrors: list
+                .enabled()
+                .filter(|m| m.serves(&registry))
+                .cloned()
+                .collect(),
+            image,
+            platform: platform.clone(),
+            timeout,
+            budget,
+            sample_bytes: SAMPLE_BYTES,
+            network: network.clone(),
+            settle_early: false,
+        })
+        .collect())
+}
+
 /// How long running transfers may take to finish on shutdown.
 pub const DRAIN: Duration = Duration::from_secs(30);
 
@@ -83,7 +121,7 @@ pub type TagKey = (String, String, String);
 pub struct Ctx {
     pub settings: ServeSettings,
     pub pool: sources::Pool,
-    pub store: store::Store,
+    pub store: crate::pull::store::Store,
     pub metrics: metrics::Metrics,
     pub inflight: Mutex<HashMap<String, Arc<blob::Inflight>>>,
     /// Tag resolutions: (registry, repo, tag) → (digest, when).
@@ -140,7 +178,7 @@ pub async fn run(
         Some((cert, key)) => Some(gate::acceptor(cert, key).map_err(ServeError::Tls)?),
         None => None,
     };
-    let store = store::Store::new(settings.cache_root.clone())
+    let store = crate::pull::store::Store::new(settings.cache_root.clone())
         .map_err(|e| ServeError::Cache(settings.cache_root.clone(), e))?;
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await

@@ -112,38 +112,21 @@ impl Store {
     /// Remove least recently used blobs until the cache holds at most
     /// `max` bytes. Returns the bytes removed.
     pub fn evict(&self, max: u64) -> u64 {
-        let Ok(entries) = fs::read_dir(self.cache.blobs_dir()) else {
+        use super::inventory::{choose, read_blobs, Rule};
+        let Ok(blobs) = read_blobs(&self.cache.blobs_dir()) else {
             return 0;
         };
-        let mut all: Vec<(SystemTime, u64, PathBuf)> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let m = e.metadata().ok()?;
-                m.is_file().then(|| {
-                    (
-                        m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                        m.len(),
-                        e.path(),
-                    )
-                })
-            })
-            .collect();
-        let mut total: u64 = all.iter().map(|(_, n, _)| n).sum();
-        if total <= max {
-            return 0;
-        }
-        all.sort();
+        let items: Vec<(SystemTime, u64)> = blobs.iter().map(|b| (b.last_used, b.size)).collect();
+        let rule = Rule {
+            keep: Some(max),
+            ..Rule::default()
+        };
         let mut removed = 0;
-        for (_, n, path) in all {
-            if total <= max {
-                break;
-            }
-            if fs::remove_file(&path).is_ok() {
-                if let Some(name) = path.file_name() {
-                    let _ = fs::remove_file(self.root().join("manifests").join(name));
-                }
-                total -= n;
-                removed += n;
+        for (i, _) in choose(&items, 0, &rule, SystemTime::now()) {
+            let b = &blobs[i];
+            if fs::remove_file(self.cache.blob_path(&b.digest)).is_ok() {
+                let _ = fs::remove_file(self.root().join("manifests").join(hex(&b.digest)));
+                removed += b.size;
             }
         }
         removed
