@@ -184,7 +184,7 @@ _dmirror() {
             return 0
             ;;
         dmirror__subcmd__apply)
-            opts="-m -i -p -t -f -j -r -n -h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --proxy --certs-dir --target --hosts-dir --registries-conf --registry --top --daemon-json --reload --restart --dockerd-pidfile --verify-timeout --margin --dry-run --via --help --version"
+            opts="-m -i -p -t -f -j -r -n -h -V --mirrors --image --platform --timeout --budget --format --json --textfile --no-history --proxy --certs-dir --target --hosts-dir --registries-conf --registry --top --daemon-json --reload --restart --dockerd-pidfile --verify-timeout --margin --dry-run --via --no-check --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

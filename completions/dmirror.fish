@@ -70,18 +70,19 @@ containerd\t'containerd (Kubernetes nodes, nerdctl): <hosts-dir>/<registry>/host
 podman\t'podman, skopeo, buildah, CRI-O: containers-registries.conf'"
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l hosts-dir -d 'containerd\'s registry configuration directory (--target containerd): dmirror writes DIR/<registry>/hosts.toml. [default: /etc/containerd/certs.d]' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l registries-conf -d 'The registries.conf file to write (--target podman). [default: /etc/containers/registries.conf.d/50-dmirror.conf, or for rootless podman ~/.config/containers/registries.conf.d/50-dmirror.conf]' -r -F
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s r -l registry -d 'Configure only this registry (repeatable; --target containerd|podman). Default: every registry an enabled mirror serves' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s r -l registry -d 'Configure only this registry (repeatable; --target containerd|podman). Default: every registry an enabled mirror serves. With --via, any registry, and for containerd `_default`: every registry without its own hosts directory' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s n -l top -d 'How many of the best working mirrors to write (per registry)' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l daemon-json -d 'dockerd\'s configuration file (created if absent; --target docker). [default: /etc/docker/daemon.json, or ~/.config/docker/daemon.json for a rootless engine]' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l dockerd-pidfile -d 'dockerd\'s pidfile, for the reload signal when systemd does not manage it' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l verify-timeout -d 'How long to wait for the engine to report the new list before rolling back' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l margin -d 'Keep the configured list when the best list is no more than PERCENT better (measurement noise): nothing written, dockerd not reloaded' -r
-complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l via -d 'Point the runtime at a `dmirror serve` at URL instead of probing: dockerd gets URL as its only mirror; containerd and podman one host per registry (containerd\'s ns, podman\'s path prefix), upstream kept as the fallback' -r
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l via -d 'Point the runtime at a `dmirror serve` at URL instead of probing: dockerd gets URL as its only mirror; containerd and podman one host per registry (containerd\'s ns, podman\'s path prefix), upstream kept as the fallback. containerd gives up connecting to it after 200ms, so a server that is down costs a pull nothing' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s j -l json -d 'Print JSON (same as --format json)'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l no-history -d 'Neither use nor record the probe history: rank on this run alone'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l reload -d 'Make dockerd re-read its configuration (SIGHUP; running containers keep running). The default'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l restart -d 'Restart dockerd instead (containers without live-restore stop)'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l dry-run -d 'Show the change to the configuration and change nothing'
+complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -l no-check -d 'With --via: write the files without first checking that a registry answers at URL (a node set-up that runs before its server starts; containerd and podman use upstream meanwhile)'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c dmirror -n "__fish_dmirror_using_subcommand apply" -s V -l version -d 'Print version'
 complete -c dmirror -n "__fish_dmirror_using_subcommand pull" -s m -l mirrors -d 'Use only the mirrors in FILE (repeatable; later files override earlier entries of the same name). Replaces the built-in and user lists' -r -F

@@ -22,6 +22,17 @@ pub struct Ranked {
     pub at: SystemTime,
 }
 
+/// Nothing probed (a job that names its server instead).
+impl Default for Ranked {
+    fn default() -> Self {
+        Self {
+            results: Vec::new(),
+            history: None,
+            at: SystemTime::now(),
+        }
+    }
+}
+
 impl Ranked {
     /// A mirror's record over its recent runs, this one included.
     pub fn track(&self, name: &str) -> Option<rank::Track> {

@@ -27,6 +27,9 @@ pub struct Containerd {
     /// Docker's certs.d: a host with CAs or a client certificate there gets
     /// them as `ca` / `client` in its hosts.toml entry.
     pub trust: crate::net::Trust,
+    /// `dial_timeout` for every host written (`apply --via`: the server is
+    /// local, upstream the fallback).
+    pub dial_timeout: Option<String>,
 }
 
 impl Target for Containerd {
@@ -72,10 +75,16 @@ impl Target for Containerd {
                     e.ca = t.ca_files.iter().map(|f| path(f)).collect();
                     e.client = t.client.map(|(c, k)| (path(&c), path(&k)));
                 }
+                e.dial_timeout = self.dial_timeout.clone();
                 Some(e)
             })
             .collect();
-        let server = super::upstream_server(registry, self.list.enabled());
+        // `_default` stands for every registry: containerd's fallback is
+        // each one's own host, so it gets no `server`.
+        let server = match registry {
+            super::DEFAULT_HOSTS => String::new(),
+            r => super::upstream_server(r, self.list.enabled()),
+        };
         merge(text, registry, &server, &hosts)
     }
 
@@ -153,7 +162,7 @@ pub fn merge(
     hosts: &[Endpoint],
 ) -> Result<Merged, ConfError> {
     let mut doc = checked(text)?;
-    if !doc.contains_key("server") {
+    if !doc.contains_key("server") && !server.is_empty() {
         doc.insert("server", value(server));
     }
     let mut old: Vec<(String, Table)> = match doc.remove("host") {
@@ -188,6 +197,9 @@ pub fn merge(
         if e.skip_verify {
             t.insert("skip_verify", value(true));
         }
+        if let (Some(d), false) = (&e.dial_timeout, t.contains_key("dial_timeout")) {
+            t.insert("dial_timeout", value(d.as_str()));
+        }
         // Docker's certs.d for this host, unless the user set their own.
         if !e.ca.is_empty() && !t.contains_key("ca") {
             let mut ca = Array::new();
@@ -211,7 +223,11 @@ pub fn merge(
         doc.insert("host", Item::Table(host));
     }
     let mut out = doc.to_string();
-    if text.trim().is_empty() {
+    if text.trim().is_empty() && registry == super::DEFAULT_HOSTS {
+        out = format!(
+            "# _default: every registry without its own directory here goes to these\n# hosts first, then to the registry itself. Written by dmirror apply.\n{out}"
+        );
+    } else if text.trim().is_empty() {
         out = format!(
             "# {registry}: mirrors ranked by dmirror, best first. containerd tries each\n# host in order, then server. dmirror apply rewrites the host tables.\n{out}"
         );
@@ -288,7 +304,29 @@ mod tests {
             skip_verify: false,
             ca: Vec::new(),
             client: None,
+            dial_timeout: None,
         }
+    }
+
+    #[test]
+    fn a_local_server_gets_a_dial_bound_and_default_no_server() {
+        let mut e = ep("http://127.0.0.1:5280", None);
+        e.dial_timeout = Some("200ms".into());
+        let m = merge("", "_default", "", &[e.clone()]).unwrap();
+        let doc: toml::Table = toml::from_str(&m.text).unwrap();
+        assert!(doc.get("server").is_none(), "{}", m.text);
+        let host = &doc["host"]["http://127.0.0.1:5280"];
+        assert_eq!(host["dial_timeout"].as_str(), Some("200ms"));
+        assert!(m.text.starts_with("# _default: every registry"));
+        // A bound the user set stays.
+        let mine = "[host.\"http://127.0.0.1:5280\"]\ndial_timeout = \"1s\"\n";
+        let m = merge(mine, "docker.io", "https://registry-1.docker.io", &[e]).unwrap();
+        let doc: toml::Table = toml::from_str(&m.text).unwrap();
+        assert_eq!(
+            doc["host"]["http://127.0.0.1:5280"]["dial_timeout"].as_str(),
+            Some("1s")
+        );
+        assert_eq!(doc["server"].as_str(), Some("https://registry-1.docker.io"));
     }
 
     #[test]

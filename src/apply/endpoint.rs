@@ -24,6 +24,9 @@ pub struct Endpoint {
     pub ca: Vec<String>,
     /// A client certificate and key for this host, for containerd's `client`.
     pub client: Option<(String, String)>,
+    /// containerd's `dial_timeout` for this host (a local server: a dead one
+    /// then costs a pull nothing before the next host).
+    pub dial_timeout: Option<String>,
 }
 
 impl Endpoint {
@@ -48,6 +51,7 @@ impl Endpoint {
             skip_verify: mirror.insecure && url.scheme() == "https",
             ca: Vec::new(),
             client: None,
+            dial_timeout: None,
         })
     }
 }

@@ -29,7 +29,7 @@ pub use docker_hosts::DockerHosts;
 pub use dockerd::Dockerd;
 pub use endpoint::{upstream_server, ConfError, Endpoint, Merged};
 pub use file::backup_path;
-pub use plan::registries;
+pub use plan::{registries, via_registries, DEFAULT_HOSTS};
 pub use podman::Podman;
 pub use report::{Outcome, RegistryReport, Report};
 
@@ -37,7 +37,6 @@ use crate::config::Mirror;
 use crate::probe::{ProbeSettings, Status};
 use crate::rank;
 use crate::ranked::Ranked;
-use crate::reference::Reference;
 use file::Current;
 
 /// What differs between targets. Each method is one decision the engine
@@ -124,13 +123,12 @@ pub struct Settings {
     pub dry_run: bool,
 }
 
-/// One registry to configure, and how to probe its mirrors.
+/// One registry to configure, and how to probe its mirrors (`None`: not
+/// probed, `apply --via` names the one server).
 #[derive(Debug, Clone)]
 pub struct Job {
     pub registry: String,
-    /// The image its mirrors are probed with.
-    pub image: Reference,
-    pub probe: ProbeSettings,
+    pub probe: Option<ProbeSettings>,
 }
 
 /// Why apply stopped.
@@ -190,7 +188,7 @@ pub async fn run<T: Target>(
     target: &T,
     settings: &Settings,
     jobs: &[Job],
-    mut probe: impl AsyncFnMut(&ProbeSettings) -> Ranked,
+    mut probe: impl AsyncFnMut(&Job) -> Ranked,
     note: &dyn Fn(String),
 ) -> Result<Report, ApplyError> {
     // Everything that can be refused is refused before any probing.
@@ -210,13 +208,13 @@ pub async fn run<T: Target>(
 
     let mut probed = Vec::new();
     for (job, path) in jobs.iter().zip(paths.iter().cloned()) {
-        if jobs.len() > 1 || target.name() != "docker" {
+        if let (Some(p), true) = (&job.probe, jobs.len() > 1 || target.name() != "docker") {
             note(format!(
                 "{}: probing its mirrors with {}",
-                job.registry, job.image
+                job.registry, p.image
             ));
         }
-        let ranked = probe(&job.probe).await;
+        let ranked = probe(job).await;
         let chosen = ranked
             .results
             .iter()
@@ -383,7 +381,7 @@ pub async fn run<T: Target>(
                 });
                 RegistryReport {
                     registry: p.job.registry.clone(),
-                    image: p.job.image.clone(),
+                    image: p.job.probe.as_ref().map(|s| s.image.clone()),
                     ranked: p.ranked,
                     file: p.file,
                     old,

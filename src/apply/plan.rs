@@ -91,3 +91,65 @@ pub fn registries(
     }
     Ok(plans)
 }
+/// containerd's hosts directory for every registry without its own.
+pub const DEFAULT_HOSTS: &str = "_default";
+
+/// The registries `apply --via` configures: `named`, or every registry an
+/// enabled mirror serves. Nothing is probed, so any registry may be named
+/// (the server goes upstream for one no mirror serves), and with
+/// `default_hosts` (containerd) `_default` too: every other registry.
+pub fn via_registries(
+    list: &MirrorList,
+    named: &[String],
+    default_hosts: bool,
+) -> Result<Vec<String>, ApplyError> {
+    let mut out: Vec<String> = Vec::new();
+    for r in named {
+        let r = match r.as_str() {
+            DEFAULT_HOSTS if default_hosts => r.clone(),
+            DEFAULT_HOSTS => {
+                return Err(ApplyError::Refused(
+                    "--registry _default is containerd's hosts directory for every other registry; use it with --target containerd".into(),
+                ))
+            }
+            _ => crate::config::validate_registry(r)
+                .map_err(|e| ApplyError::Refused(format!("--registry: {e}")))?,
+        };
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    if named.is_empty() {
+        let served: BTreeSet<&str> = list
+            .enabled()
+            .filter(|m| !m.upstream)
+            .flat_map(|m| {
+                std::iter::once(m.registry.as_str())
+                    .filter(|r| !r.is_empty())
+                    .chain(m.prefix_for.iter().map(String::as_str))
+            })
+            .collect();
+        out = served.into_iter().map(str::to_owned).collect();
+    }
+    out.sort_by_key(|r| (r != DOCKER_HUB, r.clone()));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_takes_any_registry_and_default_for_containerd_only() {
+        let list = MirrorList::load(&[], None).unwrap();
+        let all = via_registries(&list, &[], true).unwrap();
+        assert_eq!(all[0], DOCKER_HUB);
+        let named = ["quay.io", "_default", "quay.io"].map(String::from);
+        assert_eq!(
+            via_registries(&list, &named, true).unwrap(),
+            ["_default", "quay.io"]
+        );
+        assert!(via_registries(&list, &named, false).is_err());
+        assert!(via_registries(&list, &["Bad/Name".to_owned()], true).is_err());
+    }
+}

@@ -216,6 +216,7 @@ mod tests {
             skip_verify: false,
             ca: Vec::new(),
             client: None,
+            dial_timeout: None,
         }
     }
 

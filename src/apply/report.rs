@@ -48,7 +48,8 @@ impl std::fmt::Display for Outcome {
 #[derive(Debug)]
 pub struct RegistryReport {
     pub registry: String,
-    pub image: Reference,
+    /// The image its mirrors were probed with (`None` with `--via`).
+    pub image: Option<Reference>,
     pub ranked: Ranked,
     pub file: PathBuf,
     /// The mirrors the file listed before, as the file names them.

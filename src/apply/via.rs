@@ -14,10 +14,19 @@ pub enum ViaError {
     Down(String),
 }
 
+/// How long containerd waits to connect to the server before the next
+/// host (upstream): long enough for a loopback or LAN server, short enough
+/// that a dead one costs a pull nothing.
+pub const DIAL_TIMEOUT: &str = "200ms";
+
+/// `--via URL` as a mirror URL, not yet checked for an answer.
+pub fn parse(s: &str) -> Result<Url, ViaError> {
+    crate::config::parse_mirror_url(s).map_err(|e| ViaError::Usage(format!("--via: {e}")))
+}
+
 /// `--via URL`, checked as a mirror URL and answering as a registry.
 pub async fn check(s: &str) -> Result<Url, ViaError> {
-    let url =
-        crate::config::parse_mirror_url(s).map_err(|e| ViaError::Usage(format!("--via: {e}")))?;
+    let url = parse(s)?;
     let opts = crate::registry::ClientOptions {
         connect_timeout: Duration::from_secs(3),
         network: crate::net::Network::default(),

@@ -84,6 +84,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
                         config: PathBuf::new(),
                         list: list.clone(),
                         trust: network.trust.clone(),
+                        dial_timeout: dial_timeout(args),
                     },
                 };
                 hosts = Some(run_engine(&target, &settings, &hosts_jobs, args, &note).await?);
@@ -108,8 +109,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
             };
             let jobs = [Job {
                 registry: DOCKER_HUB.into(),
-                image: probe.image.clone(),
-                probe,
+                probe: args.via.is_none().then_some(probe),
             }];
             run_engine(&target, &settings, &jobs, args, &note).await?
         }
@@ -124,6 +124,7 @@ pub async fn run(args: &ApplyArgs) -> CommandResult {
                     config: apply::containerd::CONFIG.into(),
                     list,
                     trust: network.trust.clone(),
+                    dial_timeout: dial_timeout(args),
                 };
                 run_engine(&target, &settings, &jobs, args, &note).await?
             } else {
@@ -169,6 +170,18 @@ fn registry_jobs(
     network: &crate::net::Network,
     note: &dyn Fn(String),
 ) -> Result<Vec<Job>, Failure> {
+    if args.via.is_some() {
+        let default_hosts = args.target == Target::Containerd;
+        let registries = apply::via_registries(list, &args.registries, default_hosts);
+        return Ok(registries
+            .map_err(refused)?
+            .into_iter()
+            .map(|registry| Job {
+                registry,
+                probe: None,
+            })
+            .collect());
+    }
     // The default image stands for "none given": each registry then uses
     // its own built-in one.
     let given = args.probe.image != [crate::probe::DEFAULT_IMAGE];
@@ -186,9 +199,8 @@ fn registry_jobs(
         .into_iter()
         .map(|(registry, image)| {
             Ok(Job {
-                probe: probe::settings(&args.probe, list, image.clone(), network)?,
+                probe: Some(probe::settings(&args.probe, list, image, network)?),
                 registry,
-                image,
             })
         })
         .collect()
@@ -203,6 +215,11 @@ async fn run_engine<T: apply::Target>(
     note: &dyn Fn(String),
 ) -> Result<apply::Report, Failure> {
     let via = match &args.via {
+        Some(u) if args.no_check => Some(apply::via::parse(u).map_err(|e| match e {
+            apply::via::ViaError::Usage(m) | apply::via::ViaError::Down(m) => {
+                Failure::usage(anyhow!(m))
+            }
+        })?),
         Some(u) => Some(apply::via::check(u).await.map_err(|e| match e {
             apply::via::ViaError::Usage(m) => Failure::usage(anyhow!(m)),
             apply::via::ViaError::Down(m) => Failure::new(ExitStatus::NothingUsable, anyhow!(m)),
@@ -213,9 +230,10 @@ async fn run_engine<T: apply::Target>(
         target,
         settings,
         jobs,
-        async |s| match &via {
-            Some(url) => apply::via::ranked(url, &s.image.registry, args.target == Target::Podman),
-            None => probe_ranked(s, &args.probe).await,
+        async |job| match (&via, &job.probe) {
+            (Some(url), _) => apply::via::ranked(url, &job.registry, args.target == Target::Podman),
+            (None, Some(s)) => probe_ranked(s, &args.probe).await,
+            (None, None) => crate::ranked::Ranked::default(),
         },
         note,
     )
@@ -230,4 +248,11 @@ fn refused(e: ApplyError) -> Failure {
         ApplyError::Restore(_) => ExitStatus::RolledBack,
     };
     Failure::new(status, e)
+}
+
+/// containerd's dial bound for the server `--via` names.
+fn dial_timeout(args: &ApplyArgs) -> Option<String> {
+    args.via
+        .as_ref()
+        .map(|_| apply::via::DIAL_TIMEOUT.to_owned())
 }

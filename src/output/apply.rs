@@ -57,7 +57,7 @@ pub fn write<W: Write>(
                 .map(|r| {
                     json!({
                         "registry": r.registry,
-                        "image": r.image.to_string(),
+                        "image": r.image.as_ref().map(ToString::to_string),
                         "file": r.file,
                         "old": r.old,
                         "new": r.new,
@@ -82,7 +82,9 @@ pub fn write<W: Write>(
         }
         (Format::Table, _) => {
             for r in &report.registries {
-                writeln!(out, "{}: probed with {}", r.registry, r.image)?;
+                if let Some(image) = &r.image {
+                    writeln!(out, "{}: probed with {image}", r.registry)?;
+                }
                 table::write_probe(out, &r.ranked.results, width)?;
             }
             table::write_route(out, route)?;
@@ -270,7 +272,7 @@ mod tests {
             target: "containerd",
             registries: vec![RegistryReport {
                 registry: "ghcr.io".into(),
-                image: "ghcr.io/containerd/busybox:1.36".parse().unwrap(),
+                image: Some("ghcr.io/containerd/busybox:1.36".parse().unwrap()),
                 ranked: Ranked {
                     results: Vec::new(),
                     history: None,
