@@ -27,26 +27,10 @@ pub fn registries(
             ));
         }
     }
-    let served: BTreeSet<&str> = list
-        .enabled()
-        .filter(|m| !m.upstream)
-        .flat_map(|m| {
-            std::iter::once(m.registry.as_str())
-                .filter(|r| !r.is_empty())
-                .chain(m.prefix_for.iter().map(String::as_str))
-        })
-        .collect();
+    let served = served(list);
     let explicit = !named.is_empty();
     let mut registries: Vec<String> = if explicit {
-        let mut all = Vec::new();
-        for r in named {
-            let r = crate::config::validate_registry(r)
-                .map_err(|e| ApplyError::Refused(format!("--registry: {e}")))?;
-            if !all.contains(&r) {
-                all.push(r);
-            }
-        }
-        all
+        checked(named, false)?
     } else {
         served.iter().map(|r| (*r).to_owned()).collect()
     };
@@ -103,13 +87,37 @@ pub fn via_registries(
     named: &[String],
     default_hosts: bool,
 ) -> Result<Vec<String>, ApplyError> {
+    let mut out = if named.is_empty() {
+        served(list).into_iter().map(str::to_owned).collect()
+    } else {
+        checked(named, default_hosts)?
+    };
+    out.sort_by_key(|r| (r != DOCKER_HUB, r.clone()));
+    Ok(out)
+}
+
+/// The registries the enabled mirrors serve (upstream rows aside).
+fn served(list: &MirrorList) -> BTreeSet<&str> {
+    list.enabled()
+        .filter(|m| !m.upstream)
+        .flat_map(|m| {
+            std::iter::once(m.registry.as_str())
+                .filter(|r| !r.is_empty())
+                .chain(m.prefix_for.iter().map(String::as_str))
+        })
+        .collect()
+}
+
+/// `--registry` names, checked, each once; `_default` only with
+/// `default_hosts`.
+fn checked(named: &[String], default_hosts: bool) -> Result<Vec<String>, ApplyError> {
     let mut out: Vec<String> = Vec::new();
     for r in named {
         let r = match r.as_str() {
             DEFAULT_HOSTS if default_hosts => r.clone(),
             DEFAULT_HOSTS => {
                 return Err(ApplyError::Refused(
-                    "--registry _default is containerd's hosts directory for every other registry; use it with --target containerd".into(),
+                    "--registry _default (containerd's hosts directory for every other registry) goes with --target containerd --via URL".into(),
                 ))
             }
             _ => crate::config::validate_registry(r)
@@ -119,19 +127,6 @@ pub fn via_registries(
             out.push(r);
         }
     }
-    if named.is_empty() {
-        let served: BTreeSet<&str> = list
-            .enabled()
-            .filter(|m| !m.upstream)
-            .flat_map(|m| {
-                std::iter::once(m.registry.as_str())
-                    .filter(|r| !r.is_empty())
-                    .chain(m.prefix_for.iter().map(String::as_str))
-            })
-            .collect();
-        out = served.into_iter().map(str::to_owned).collect();
-    }
-    out.sort_by_key(|r| (r != DOCKER_HUB, r.clone()));
     Ok(out)
 }
 

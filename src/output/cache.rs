@@ -17,18 +17,12 @@ fn unix(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// `3h ago`, whole minutes (seconds are noise here).
+/// `3h ago`; `-` when never known.
 fn ago(t: SystemTime) -> String {
     if t == UNIX_EPOCH {
         return "-".into();
     }
-    let d = SystemTime::now().duration_since(t).unwrap_or_default();
-    let d = std::time::Duration::from_secs(d.as_secs() / 60 * 60);
-    if d.is_zero() {
-        "just now".into()
-    } else {
-        format!("{} ago", humantime::format_duration(d))
-    }
+    super::ago(t)
 }
 
 fn short(digest: &str) -> &str {
@@ -38,7 +32,11 @@ fn short(digest: &str) -> &str {
 
 /// `1 blob`, `3 blobs`.
 fn count(n: usize, what: &str) -> String {
-    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
+    match (n, what.strip_suffix('y')) {
+        (1, _) => format!("1 {what}"),
+        (_, Some(stem)) => format!("{n} {stem}ies"),
+        _ => format!("{n} {what}s"),
+    }
 }
 
 fn right(s: String) -> Cell {
@@ -450,7 +448,7 @@ pub fn write_pruned<W: Write>(
         out,
         "{verb} {} ({}); {} left in {}",
         format_bytes(p.freed()),
-        count(p.removed.len(), "entry").replace("entrys", "entries"),
+        count(p.removed.len(), "entry"),
         format_bytes(p.left),
         root.display()
     )?;
@@ -458,4 +456,18 @@ pub fn write_pruned<W: Write>(
         write!(out, "; {} under way left alone", count(p.busy, "download"))?;
     }
     writeln!(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_as_english() {
+        assert_eq!(count(1, "entry"), "1 entry");
+        assert_eq!(count(3, "entry"), "3 entries");
+        assert_eq!(count(0, "blob"), "0 blobs");
+        assert_eq!(ago(UNIX_EPOCH), "-");
+        assert_eq!(ago(SystemTime::now()), "just now");
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use comfy_table::{Cell, CellAlignment};
 use serde::Serialize;
@@ -72,21 +72,9 @@ pub fn write_table<W: Write>(
         ],
         width,
     );
-    let now = SystemTime::now();
     for s in summaries {
         let last_ok = match s.last_ok {
-            Some(at) => {
-                let ago = now
-                    .duration_since(UNIX_EPOCH + Duration::from_secs(at))
-                    .unwrap_or_default();
-                // Whole minutes: seconds are noise here.
-                let ago = Duration::from_secs(ago.as_secs() / 60 * 60);
-                if ago.is_zero() {
-                    "just now".to_owned()
-                } else {
-                    format!("{} ago", humantime::format_duration(ago))
-                }
-            }
+            Some(at) => super::ago(UNIX_EPOCH + Duration::from_secs(at)),
             None => "never".to_owned(),
         };
         t.add_row(vec![

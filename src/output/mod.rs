@@ -29,6 +29,20 @@ pub enum Format {
     Prometheus,
 }
 
+/// How long ago `t` was, in whole minutes (seconds are noise here):
+/// `just now`, `3h 12m ago`.
+pub fn ago(t: std::time::SystemTime) -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(t)
+        .unwrap_or_default();
+    let d = Duration::from_secs(d.as_secs() / 60 * 60);
+    if d.is_zero() {
+        "just now".to_owned()
+    } else {
+        format!("{} ago", humantime::format_duration(d))
+    }
+}
+
 /// `123 ms`.
 pub fn format_latency(d: Option<Duration>) -> String {
     match d {
