@@ -299,3 +299,140 @@ fn cache_errors_and_an_empty_cache() {
     assert_eq!(v["freed_bytes"], 0);
     assert!(!missing.exists(), "reading a cache does not create it");
 }
+
+/// A `dmirror pull` needing a blob a `dmirror serve` on the same cache is
+/// fetching waits for that download rather than write the same partial
+/// beside it: the blob crosses the network once, both end with verified
+/// bytes, and no lock is left behind.
+#[test]
+fn pull_waits_for_the_blob_serve_is_fetching_into_the_same_cache() {
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    let small = Image::synthetic(74, "amd64", &[32 * 1024]);
+    origin.push("library/small", "latest", &small);
+    let big = Image::synthetic(75, "amd64", &[12 * MB, 64 * 1024]);
+    origin.push("library/big", "latest", &big);
+    let layer = big.layers[0].clone();
+    // Two slow mirrors: serve spreads the layer over both (four
+    // connections each, about 1 MB/s in all), so it is still under way
+    // when the pull reaches it.
+    let urls = lab.nginx(&[
+        (
+            "a",
+            lab::Front::Proxy {
+                upstream: origin.port,
+                rate: Some("128k"),
+            },
+        ),
+        (
+            "b",
+            lab::Front::Proxy {
+                upstream: origin.port,
+                rate: Some("128k"),
+            },
+        ),
+    ]);
+    let upstream = format!("http://127.0.0.1:{}", lab.refused_port());
+    let mirrors = lab.mirrors_toml(
+        "m.toml",
+        &[
+            ("a", urls["a"].clone(), ""),
+            ("b", urls["b"].clone(), ""),
+            (
+                "upstream",
+                upstream,
+                "upstream = true\nregistry = \"docker.io\"",
+            ),
+        ],
+    );
+    let root = lab.path("cache").join("dmirror");
+    let s = Serve::start(
+        &lab,
+        &mirrors,
+        &["--image", "small", "--cache-dir", root.to_str().unwrap()],
+    );
+    s.wait_for("probe docker.io: 2 ok", Duration::from_secs(30));
+    assert!(
+        s.manifest("library/big").status().is_success(),
+        "{}",
+        s.log()
+    );
+    let url = format!("{}/v2/library/big/blobs/{}", s.url, layer.digest);
+    let getter = std::thread::spawn(move || {
+        reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .unwrap()
+            .get(url)
+            .send()
+            .and_then(|r| r.bytes())
+            .map(|b| b.to_vec())
+    });
+    let hex = layer.digest.trim_start_matches("sha256:");
+    let held = root.join("partial").join(format!("{hex}.lock"));
+    let start = std::time::Instant::now();
+    while !held.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "serve never started the layer\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let out = dmirror(&lab)
+        .args([
+            "pull",
+            "big",
+            "--json",
+            "--timeout",
+            "2s",
+            "--proxy",
+            "none",
+        ])
+        .arg("--output")
+        .arg(format!("oci:{}", lab.path("oci").display()))
+        .arg("--mirrors")
+        .arg(&mirrors)
+        .output()
+        .expect("pull");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let report = json(&out);
+    assert!(
+        err.contains(&format!(
+            "waiting for another dmirror (serve) fetching {}",
+            layer.digest
+        )),
+        "{err}"
+    );
+    let fetched: u64 = report["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .map(|s| s["bytes"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        fetched < layer.bytes.len() as u64 / 2,
+        "the pull fetched {fetched} bytes itself though serve was fetching the {} byte layer\n{err}",
+        layer.bytes.len()
+    );
+    let served = getter.join().unwrap().expect("the layer through serve");
+    assert_eq!(lab::sha256(&served), layer.digest);
+    let oci = lab.path("oci").join("blobs/sha256").join(hex);
+    assert_eq!(
+        lab::sha256(&fs::read(oci).expect("layer in the OCI layout")),
+        layer.digest
+    );
+    let fetched_by_serve: u64 = s.fetched().values().sum();
+    assert!(
+        fetched_by_serve <= layer.bytes.len() as u64 * 11 / 10,
+        "serve fetched {fetched_by_serve} for a {} byte layer",
+        layer.bytes.len()
+    );
+    drop(s);
+    let left: Vec<_> = fs::read_dir(root.join("partial"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in partial/: {left:?}");
+}

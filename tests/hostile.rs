@@ -271,6 +271,50 @@ fn oci_output_never_writes_through_a_planted_link() {
     assert!(std::fs::symlink_metadata(&archive).unwrap().is_file());
 }
 
+/// Links planted in the cache where a download writes (its partial, the
+/// partial's lock, its list of ranges) are never written through: the pull
+/// stops naming the link, or replaces a file it owns, and the file the link
+/// points to is untouched.
+#[test]
+fn a_pull_never_writes_through_a_link_planted_in_the_cache() {
+    let lab = Lab::new();
+    let image = Image::synthetic(36, "amd64", &[64 * 1024]);
+    let url = registry(Content::of(&image), |_| None);
+    let m = mirrors(&lab, &url);
+    let partial = lab.path("cache").join("dmirror/partial");
+    std::fs::create_dir_all(&partial).unwrap();
+    let victim = lab.path("victim");
+    std::fs::write(&victim, b"precious").unwrap();
+    let hex = image.layers[0].digest.trim_start_matches("sha256:");
+    let out_dir = format!("oci:{}", lab.path("out").display());
+    let pull = || {
+        run_bounded(
+            dmirror(&lab).args(pull_args(&m, &out_dir)),
+            Duration::from_secs(60),
+        )
+    };
+    for planted in [format!("{hex}.lock"), hex.to_owned()] {
+        let link = partial.join(&planted);
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let out = pull();
+        assert_eq!(out.status.code(), Some(1), "{planted}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(&link.display().to_string())
+                && err.to_lowercase().contains("a link stands"),
+            "{planted}: {err}"
+        );
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "{planted}");
+        std::fs::remove_file(&link).unwrap();
+    }
+    // The list of ranges is replaced, never written through.
+    let link = partial.join(format!("{hex}.ranges"));
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    let out = pull();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+}
+
 /// Issue 13, item 9: a daemon.json that cannot be read unambiguously (a
 /// duplicated key) or is not a regular file (a FIFO: reading it would
 /// block) is refused at once with exit 2, before any probing, untouched.

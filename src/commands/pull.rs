@@ -86,6 +86,12 @@ pub async fn run(args: &PullArgs) -> CommandResult {
                 humantime::format_duration(pull::CACHE_LOCK_WAIT)
             ))
         }),
+        PullEvent::WaitingForDownload { digest } => spinner.suspend(|| {
+            say(format!(
+                "waiting for another dmirror (serve) fetching {digest} into the cache (at most {})",
+                humantime::format_duration(pull::CACHE_LOCK_WAIT)
+            ))
+        }),
         PullEvent::Downloading {
             image,
             sources,

@@ -4,7 +4,9 @@
 //! re-verified on reuse: the cache is a disk, not a proof). `partial/<hex>`
 //! holds a blob being assembled from ranges, with `partial/<hex>.ranges`
 //! listing the byte ranges already written, so a pull cut short resumes
-//! where it stopped, even across runs.
+//! where it stopped, even across runs. `partial/<hex>.lock` is held
+//! (`flock`) by the one process writing that partial: `pull` and every
+//! `serve` on the cache take it, so two never write one file.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -47,6 +49,49 @@ impl Cache {
 
     pub fn partial_path(&self, digest: &str) -> PathBuf {
         self.root.join("partial").join(Self::hex(digest))
+    }
+
+    fn lock_path(&self, digest: &str) -> PathBuf {
+        self.root
+            .join("partial")
+            .join(format!("{}.lock", Self::hex(digest)))
+    }
+
+    /// Take `digest`'s partial for this process alone, or `None` when
+    /// another holds it. The hold ends when the value drops.
+    pub fn try_hold_partial(&self, digest: &str) -> io::Result<Option<PartialHold>> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let path = self.lock_path(digest);
+        loop {
+            let f = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| named(&path, e))?;
+            match f.try_lock() {
+                Ok(()) => {}
+                Err(fs::TryLockError::WouldBlock) => return Ok(None),
+                Err(fs::TryLockError::Error(e)) => return Err(named(&path, e)),
+            }
+            // The holder before us removes the file as it lets go: a lock
+            // on a file no longer at `path` holds nothing; take the new one.
+            let here = fs::symlink_metadata(&path).ok().map(|m| (m.dev(), m.ino()));
+            let mine = f.metadata()?;
+            if here == Some((mine.dev(), mine.ino())) {
+                return Ok(Some(PartialHold { file: f, path }));
+            }
+        }
+    }
+
+    /// Is `digest`'s partial held by a download under way?
+    pub fn partial_held(&self, digest: &str) -> bool {
+        let Ok(f) = File::open(self.lock_path(digest)) else {
+            return false;
+        };
+        matches!(f.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
     }
 
     fn ranges_path(&self, digest: &str) -> PathBuf {
@@ -162,6 +207,32 @@ impl Cache {
     }
 }
 
+/// `e` naming `path`, and saying what a planted link means.
+fn named(path: &Path, e: io::Error) -> io::Error {
+    let why = if e.raw_os_error() == Some(libc::ELOOP) {
+        "a link stands there, and dmirror never writes through one: remove it, and ask who put it there".to_owned()
+    } else {
+        e.to_string()
+    };
+    io::Error::new(e.kind(), format!("{}: {why}", path.display()))
+}
+
+/// One process's hold on a partial download (see [`Cache::try_hold_partial`]).
+#[derive(Debug)]
+pub struct PartialHold {
+    file: File,
+    path: PathBuf,
+}
+
+impl Drop for PartialHold {
+    fn drop(&mut self) {
+        // Removed while still locked: a process that opened it meanwhile
+        // sees it gone once it has the lock, and opens the path again.
+        let _ = fs::remove_file(&self.path);
+        let _ = self.file.unlock();
+    }
+}
+
 /// sha256 of a file, streamed.
 pub fn hash_file(path: &Path) -> io::Result<String> {
     let mut f = File::open(path)?;
@@ -243,5 +314,26 @@ mod tests {
             "a corrupted cache entry is not trusted"
         );
         assert!(!cache.blob_path(&d).exists());
+    }
+
+    #[test]
+    fn a_partial_has_one_holder_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(dir.path().to_owned());
+        cache.prepare().unwrap();
+        let d = digest::of(b"layer");
+        let first = cache.try_hold_partial(&d).unwrap().expect("free");
+        assert!(cache.partial_held(&d));
+        assert!(cache.try_hold_partial(&d).unwrap().is_none(), "held");
+        // A waiter that opened the lock file before the holder let go
+        // finds it removed and takes a fresh one.
+        let stale = File::open(cache.lock_path(&d)).unwrap();
+        drop(first);
+        assert!(!cache.lock_path(&d).exists(), "removed on release");
+        assert!(!cache.partial_held(&d));
+        stale.try_lock().expect("the stale file is free");
+        let second = cache.try_hold_partial(&d).unwrap().expect("a new file");
+        assert!(cache.try_hold_partial(&d).unwrap().is_none());
+        drop(second);
     }
 }

@@ -3,7 +3,7 @@
 //! resolved), every blob with the images that use it, the partial
 //! downloads, and pruning by age, by size (least recently used first) or
 //! all of it. A partial another process holds locked (a download under
-//! way in `serve`) is never touched.
+//! way in `serve` or `pull`) is never touched.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
@@ -287,7 +287,13 @@ fn read_partials(dir: &Path) -> io::Result<Vec<Partial>> {
                 digest: format!("sha256:{hex}"),
                 size: m.len(),
                 modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                busy: is_locked(&path),
+                // A stream file is locked itself; a partial through its
+                // `.lock` (see `Cache::try_hold_partial`).
+                busy: if n.ends_with(".stream") {
+                    is_locked(&path)
+                } else {
+                    is_locked(&dir.join(format!("{hex}.lock")))
+                },
                 path,
             })
         })
@@ -296,7 +302,7 @@ fn read_partials(dir: &Path) -> io::Result<Vec<Partial>> {
     Ok(out)
 }
 
-/// Does another process hold `path` locked (serve writing it)?
+/// Does another process hold `path` locked (a download writing it)?
 fn is_locked(path: &Path) -> bool {
     let Ok(f) = fs::File::open(path) else {
         return false;
@@ -459,10 +465,22 @@ pub fn prune(
             }
             None => {
                 let p = idle[i - inv.blobs.len()];
+                let stream = p.path.extension().is_some_and(|e| e == "stream");
                 if !dry_run {
+                    // Held while it goes: a serve starting on it meanwhile
+                    // keeps it.
+                    let hold = if stream {
+                        None
+                    } else {
+                        match store.cache.try_hold_partial(&p.digest)? {
+                            Some(h) => Some(h),
+                            None => continue,
+                        }
+                    };
                     remove(&p.path)?;
                     let hex = p.digest.trim_start_matches("sha256:");
                     remove(&inv.root.join("partial").join(format!("{hex}.ranges")))?;
+                    drop(hold);
                 }
                 Removed {
                     digest: p.digest.clone(),

@@ -99,6 +99,12 @@ pub enum PullEvent {
     WaitingForCache {
         path: std::path::PathBuf,
     },
+    /// A `dmirror serve` on the same cache is fetching this blob; this
+    /// pull waits for it (at most [`CACHE_LOCK_WAIT`]) and then uses what
+    /// it verified, or fetches the rest.
+    WaitingForDownload {
+        digest: String,
+    },
     /// Blobs are being fetched; `image` says where each will appear once
     /// verified, so an output can start before the last one arrives.
     Downloading {
@@ -106,6 +112,43 @@ pub enum PullEvent {
         sources: Vec<String>,
         progress: Arc<Progress>,
     },
+}
+
+/// Hold the partial of every blob in `wanted`, waiting for one another
+/// process (a `dmirror serve` on this cache) is fetching: two writers never
+/// share a partial, and the bytes it fetched are not fetched again.
+async fn hold_partials(
+    cache: &Cache,
+    wanted: &[Wanted],
+    events: &impl Fn(PullEvent),
+) -> Result<Vec<cache::PartialHold>, PullError> {
+    let failed = |e: std::io::Error| PullError::Cache(cache.root().to_owned(), e);
+    let mut held = Vec::with_capacity(wanted.len());
+    for w in wanted {
+        let start = Instant::now();
+        let mut told = false;
+        loop {
+            if let Some(h) = cache.try_hold_partial(&w.digest).map_err(failed)? {
+                held.push(h);
+                break;
+            }
+            if !told {
+                told = true;
+                events(PullEvent::WaitingForDownload {
+                    digest: w.digest.clone(),
+                });
+            }
+            if start.elapsed() >= CACHE_LOCK_WAIT {
+                return Err(failed(std::io::Error::other(format!(
+                    "another dmirror has been fetching {} into it for {}; try again once it is done",
+                    w.digest,
+                    humantime::format_duration(CACHE_LOCK_WAIT)
+                ))));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(held)
 }
 
 /// The origin registry for `image`: an `upstream = true` entry serving
@@ -242,6 +285,7 @@ pub async fn pull(
             w.digest
         )));
     }
+    let _held = hold_partials(&cache, &wanted, &events).await?;
     let need = cache.still_needed(
         &wanted
             .iter()

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 
 use super::sources::{Source, DEMOTION, DROP};
 use super::Ctx;
+use crate::pull::cache::PartialHold;
 use crate::registry::digest::Hasher;
 use crate::registry::RegistryError;
 
@@ -111,7 +112,7 @@ pub fn join(
     {
         Some((size, sources)) => super::spread::open(ctx, digest, size)
             .map_err(|e| cache_failed(ctx, e))?
-            .map(|f| (f, Plan::Spread(sources, size))),
+            .map(|(f, hold)| (f, Plan::Spread(sources, size, hold))),
         None => None,
     };
     let (file, written, plan) = match spread {
@@ -147,7 +148,7 @@ pub fn join(
             Plan::Stream(hasher) => {
                 fetch(&ctx, &registry, &repo, &digest, &file, hasher, &tx).await
             }
-            Plan::Spread(sources, size) => {
+            Plan::Spread(sources, size, _hold) => {
                 match super::spread::fetch(&ctx, &registry, &repo, &digest, size, sources, &tx)
                     .await
                 {
@@ -182,8 +183,9 @@ pub fn join(
 enum Plan {
     /// One source at a time, in order, hashed as it comes.
     Stream(Hasher),
-    /// Over these mirrors at once (`spread.rs`), this many bytes.
-    Spread(Vec<Arc<Source>>, u64),
+    /// Over these mirrors at once (`spread.rs`), this many bytes, the
+    /// partial held for as long as the download runs.
+    Spread(Vec<Arc<Source>>, u64, PartialHold),
 }
 
 fn cache_failed(ctx: &Ctx, e: std::io::Error) -> Failed {

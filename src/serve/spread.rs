@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use super::blob::{Failed, State, VERIFY_FIRST};
 use super::sources::{Source, DEMOTION, DROP};
 use super::Ctx;
+use crate::pull::cache::PartialHold;
 use crate::pull::download::{self, DownloadError, Late, Limits, Progress, Wanted};
 
 /// Connections per mirror for one blob (`pull`'s default).
@@ -32,15 +33,14 @@ pub fn sources(ctx: &Ctx, registry: &str, size: u64) -> Option<Vec<Arc<Source>>>
 }
 
 /// Open the download's partial file (`pull`'s, so a blob `pull` left half
-/// done resumes here and the other way round), locked against another
-/// serve on the same cache. `None` when another holds it.
-pub fn open(ctx: &Ctx, digest: &str, size: u64) -> std::io::Result<Option<File>> {
-    use std::os::unix::io::AsRawFd;
+/// done resumes here and the other way round), held against a `pull` or
+/// another serve on the same cache. `None` when another holds it.
+pub fn open(ctx: &Ctx, digest: &str, size: u64) -> std::io::Result<Option<(File, PartialHold)>> {
     ctx.store.ensure()?;
-    let f = ctx.store.cache.open_partial(digest, size)?;
-    // SAFETY: flock on a descriptor we own.
-    let locked = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    Ok(locked.then_some(f))
+    let Some(hold) = ctx.store.cache.try_hold_partial(digest)? else {
+        return Ok(None);
+    };
+    Ok(Some((ctx.store.cache.open_partial(digest, size)?, hold)))
 }
 
 /// Fetch `digest` (`size` bytes) over `sources`, telling readers through

@@ -141,6 +141,9 @@ pub fn disk_error(path: &std::path::Path, cause: std::io::Error) -> DownloadErro
         Some(libc::ENOSPC) => "Free some space, or set XDG_CACHE_HOME to a larger disk",
         Some(libc::EDQUOT) => "Your disk quota is used up; free some of it",
         Some(libc::EROFS) => "The file system is read-only; set XDG_CACHE_HOME to a writable one",
+        Some(libc::ELOOP) => {
+            "A link stands where dmirror writes (it never writes through one): remove it, and ask who put it there"
+        }
         _ => "Check the disk",
     };
     DownloadError::Disk {
@@ -252,7 +255,9 @@ pub async fn fetch_all(
             progress.blob_bytes[i].store(already, Ordering::Relaxed);
             progress.blob_prefix[i].store(prefix_of(&done), Ordering::Relaxed);
             *lock(&state.done_ranges) = done.clone();
-            let file = cache.open_partial(&w.digest, w.size)?;
+            let file = cache
+                .open_partial(&w.digest, w.size)
+                .map_err(|e| disk_error(&cache.partial_path(&w.digest), e))?;
             *lock(&state.file) = Some(Arc::new(file));
             let gaps = cache::missing(&done, w.size);
             if gaps.is_empty() {

@@ -20,7 +20,8 @@ pub(super) async fn complete_blob(shared: &Arc<Shared>, b: usize) {
         Ok(Ok(Ok(()))) => return finish(shared, b),
         Ok(Ok(Err(_actual))) => {}
         Ok(Err(e)) => {
-            lock(&shared.fatal).get_or_insert(DownloadError::Io(e));
+            let partial = shared.cache.partial_path(&blob.digest);
+            lock(&shared.fatal).get_or_insert(super::disk_error(&partial, e));
             shared.notify.notify_waiters();
             return;
         }
@@ -77,7 +78,8 @@ pub(super) async fn complete_blob(shared: &Arc<Shared>, b: usize) {
             *lock(&blob.file) = Some(Arc::new(f));
         }
         Err(e) => {
-            lock(&shared.fatal).get_or_insert(DownloadError::Io(e));
+            let partial = shared.cache.partial_path(&blob.digest);
+            lock(&shared.fatal).get_or_insert(super::disk_error(&partial, e));
             return;
         }
     }
