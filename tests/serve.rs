@@ -653,6 +653,118 @@ fn oversized_blob_head_and_eviction() {
     assert_eq!(misses, 2, "{}", s.log());
 }
 
+/// The cache's disk filling up while a blob streams in (another program
+/// took the space) costs the client nothing: serve removes least recently
+/// used blobs to make room, logs it, and the response completes verified.
+/// Nothing but its own blobs is removed. The cache is a 14 MB tmpfs in a
+/// private mount namespace.
+#[test]
+fn a_disk_filling_up_makes_room_from_the_least_recently_used_blobs() {
+    if std::env::var_os("DMIRROR_TEST_IN_MOUNT_NS").is_none() {
+        let status = Command::new(lab::require("unshare", "util-linux"))
+            .args(["-m", "--propagation", "private", "--"])
+            .arg(std::env::current_exe().unwrap())
+            .args([
+                "a_disk_filling_up_makes_room_from_the_least_recently_used_blobs",
+                "--exact",
+                "--nocapture",
+            ])
+            .env("DMIRROR_TEST_IN_MOUNT_NS", "1")
+            .status()
+            .unwrap();
+        assert!(status.success(), "failed in its mount namespace");
+        return;
+    }
+    let mut lab = Lab::new();
+    let cache = lab.path("cache-disk");
+    std::fs::create_dir_all(&cache).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=14m", "tmpfs"])
+        .arg(&cache)
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    let origin = lab.registry("origin");
+    let small = Image::synthetic(181, "amd64", &[16 * 1024]);
+    origin.push(REPO, "latest", &small);
+    let old = Image::synthetic(182, "amd64", &[4 * MB]);
+    origin.push("library/old", "latest", &old);
+    let new = Image::synthetic(183, "amd64", &[4 * MB]);
+    origin.push("library/new", "latest", &new);
+    let slow = proxied(&mut lab, "slow", origin.port, "1m");
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            ("slow".into(), slow, String::new()),
+            upstream_entry(&lab, "docker.io"),
+        ],
+    );
+    let root = cache.join("dmirror");
+    let s = Serve::start(
+        &lab,
+        &mirrors,
+        &["--image", "small", "--cache-dir", root.to_str().unwrap()],
+    );
+    s.wait_for("order: slow", Duration::from_secs(30));
+    let first = old.layers[0].clone();
+    assert_eq!(
+        lab::sha256(&get_blob(&s, "library/old", &first.digest).expect("old layer")),
+        first.digest
+    );
+    let kept = root
+        .join("blobs/sha256")
+        .join(first.digest.trim_start_matches("sha256:"));
+    assert!(kept.exists(), "the old layer is cached");
+
+    let layer = new.layers[0].clone();
+    let url = format!("{}/v2/library/new/blobs/{}", s.url, layer.digest);
+    let getter = std::thread::spawn(move || {
+        let mut body = Vec::new();
+        http()
+            .get(url)
+            .send()
+            .and_then(|mut r| r.copy_to(&mut body).map(|_| r.status()))
+            .map(|status| (status, body))
+    });
+    let stream = root.join(format!(
+        "partial/{}.stream",
+        layer.digest.trim_start_matches("sha256:")
+    ));
+    let start = Instant::now();
+    while std::fs::metadata(&stream).map_or(0, |m| m.len()) < 256 * 1024 {
+        assert!(start.elapsed() < Duration::from_secs(20), "{}", s.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Another program takes every byte left.
+    let filler_path = cache.join("someone-elses-file");
+    let mut filler = std::fs::File::create(&filler_path).unwrap();
+    let zeros = vec![0u8; 64 * 1024];
+    while std::io::Write::write_all(&mut filler, &zeros).is_ok() {}
+    let filled = filler.metadata().unwrap().len();
+
+    let (status, body) = getter
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("the new layer: {e}\n{}", s.log()));
+    assert_eq!(status.as_u16(), 200, "{}", s.log());
+    assert_eq!(lab::sha256(&body), layer.digest, "{}", s.log());
+    let log = s.log();
+    assert!(log.contains("short of space: removed"), "{log}");
+    assert!(!kept.exists(), "the least recently used blob made room");
+    assert!(root
+        .join("blobs/sha256")
+        .join(layer.digest.trim_start_matches("sha256:"))
+        .exists());
+    assert_eq!(
+        std::fs::metadata(&filler_path).unwrap().len(),
+        filled,
+        "another program's file is not dmirror's to remove"
+    );
+    drop(s);
+    let _ = Command::new("umount").arg(&cache).status();
+}
+
 /// Issue 16, item 7: a server killed mid-blob leaves its partial; the
 /// next one resumes it with `Range`, fetching only the rest.
 #[test]

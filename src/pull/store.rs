@@ -111,8 +111,12 @@ impl Store {
 
     /// Remove least recently used blobs until the cache holds at most
     /// `max` bytes. Returns the bytes removed.
+    /// Not while a `pull` holds the cache: it may be about to read them.
     pub fn evict(&self, max: u64) -> u64 {
         use super::inventory::{choose, read_blobs, Rule};
+        let Ok(_held) = crate::files::lock_dir(self.root(), Duration::ZERO, || {}) else {
+            return 0;
+        };
         let Ok(blobs) = read_blobs(&self.cache.blobs_dir()) else {
             return 0;
         };
@@ -130,6 +134,21 @@ impl Store {
             }
         }
         removed
+    }
+
+    /// Make `need` bytes free on the cache's disk, when it has fewer, by
+    /// removing least recently used blobs (something else filled the
+    /// disk, or the cache grew without `--max-cache`). Returns the bytes
+    /// removed; the caller checks the space again.
+    pub fn make_room(&self, need: u64) -> u64 {
+        let free = super::free_space(self.root()).unwrap_or(u64::MAX);
+        if free >= need {
+            return 0;
+        }
+        let held: u64 = super::inventory::read_blobs(&self.cache.blobs_dir())
+            .map(|b| b.iter().map(|b| b.size).sum())
+            .unwrap_or(0);
+        self.evict(held.saturating_sub(need - free))
     }
 }
 

@@ -364,7 +364,7 @@ fn source_error(m: impl Into<String>) -> SourceError {
 /// Continue the download from one source.
 #[allow(clippy::too_many_arguments)]
 async fn from_source(
-    ctx: &Ctx,
+    ctx: &Arc<Ctx>,
     src: &Source,
     registry: &str,
     repo: &str,
@@ -423,16 +423,8 @@ async fn from_source(
             )));
         }
         let need = t.saturating_sub(offset);
-        let free = crate::pull::free_space(ctx.store.root()).unwrap_or(u64::MAX);
-        if need > free {
-            let f = Failed {
-                status: 507,
-                code: "UNKNOWN",
-                message: format!(
-                    "not enough space in {}: {digest} needs {need} more bytes, {free} are free; free some space or lower --max-cache",
-                    ctx.store.root().display()
-                ),
-            };
+        if !room_for(ctx, digest, need).await {
+            let f = no_room(ctx, digest, need);
             return Err(SourceError {
                 message: f.message.clone(),
                 fatal: Some(f),
@@ -471,7 +463,17 @@ async fn from_source(
                 total.unwrap_or(MAX_UNDECLARED)
             )));
         }
-        file.write_at(&chunk, at).map_err(|e| {
+        let mut written = file.write_all_at(&chunk, at);
+        if written
+            .as_ref()
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOSPC))
+        {
+            let rest = total.unwrap_or(end).saturating_sub(at);
+            if room_for(ctx, digest, rest).await {
+                written = file.write_all_at(&chunk, at);
+            }
+        }
+        written.map_err(|e| {
             let f = Failed {
                 status: 507,
                 code: "UNKNOWN",
@@ -493,6 +495,38 @@ async fn from_source(
             "cut the transfer at byte {at} of {t}"
         ))),
         _ => Ok(()),
+    }
+}
+
+/// Is there room for `need` more bytes of `digest` on the cache's disk?
+/// When there is not, least recently used blobs make it (logged).
+pub async fn room_for(ctx: &Arc<Ctx>, digest: &str, need: u64) -> bool {
+    let free = || crate::pull::free_space(ctx.store.root()).unwrap_or(u64::MAX);
+    if need <= free() {
+        return true;
+    }
+    let c = ctx.clone();
+    let removed = tokio::task::spawn_blocking(move || c.store.make_room(need))
+        .await
+        .unwrap_or(0);
+    if removed > 0 {
+        (ctx.log)(format!(
+            "the cache's disk is short of space: removed {removed} bytes of least recently used blobs for {digest}"
+        ));
+    }
+    need <= free()
+}
+
+/// The answer when the cache's disk has no room for `need` more bytes.
+pub fn no_room(ctx: &Ctx, digest: &str, need: u64) -> Failed {
+    let free = crate::pull::free_space(ctx.store.root()).unwrap_or(0);
+    Failed {
+        status: 507,
+        code: "UNKNOWN",
+        message: format!(
+            "not enough space in {}: {digest} needs {need} more bytes, {free} are free; free some space or lower --max-cache",
+            ctx.store.root().display()
+        ),
     }
 }
 

@@ -138,9 +138,13 @@ pub enum DownloadError {
 /// quota, read-only), never a mirror's.
 pub fn disk_error(path: &std::path::Path, cause: std::io::Error) -> DownloadError {
     let hint = match cause.raw_os_error() {
-        Some(libc::ENOSPC) => "Free some space, or set XDG_CACHE_HOME to a larger disk",
+        Some(libc::ENOSPC) => {
+            "Free some space, or put the cache on a larger disk (XDG_CACHE_HOME; for serve, --cache-dir)"
+        }
         Some(libc::EDQUOT) => "Your disk quota is used up; free some of it",
-        Some(libc::EROFS) => "The file system is read-only; set XDG_CACHE_HOME to a writable one",
+        Some(libc::EROFS) => {
+            "The file system is read-only; put the cache on a writable one (XDG_CACHE_HOME; for serve, --cache-dir)"
+        }
         Some(libc::ELOOP) => {
             "A link stands where dmirror writes (it never writes through one): remove it, and ask who put it there"
         }

@@ -73,7 +73,7 @@ pub(super) async fn transfer(shared: &Shared, s: usize, seg: &Seg) -> Result<(),
             return Ok(()); // the rest was taken by a faster mirror
         }
         let take = (chunk.len() as u64).min(end - pos) as usize;
-        if let Err(e) = file.write_at(&chunk[..take], pos) {
+        if let Err(e) = file.write_all_at(&chunk[..take], pos) {
             let path = shared.cache.partial_path(&blob.digest);
             lock(&shared.fatal).get_or_insert(disk_error(&path, e));
             shared.notify.notify_waiters();

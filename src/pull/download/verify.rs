@@ -137,7 +137,7 @@ async fn fetch_whole(shared: &Shared, s: usize, b: usize) -> Result<bool, Regist
             if at + chunk.len() as u64 > blob.size {
                 return Ok(false);
             }
-            file.write_at(&chunk, at)
+            file.write_all_at(&chunk, at)
                 .map_err(|e| RegistryError::broken(e.to_string()))?;
             at += chunk.len() as u64;
             shared.progress.source_bytes[s].fetch_add(chunk.len() as u64, Ordering::Relaxed);
