@@ -765,6 +765,64 @@ fn a_disk_filling_up_makes_room_from_the_least_recently_used_blobs() {
     let _ = Command::new("umount").arg(&cache).status();
 }
 
+/// A mirror that sends a byte every 200 ms never stalls long enough for
+/// `--first-byte`, but it is a trickle, not a transfer: once a window of
+/// its bytes falls below the floor, the request goes on from the next
+/// source with `Range`, and the client gets the verified blob in bounded
+/// time.
+#[test]
+fn a_trickling_mirror_is_left_for_the_next_source_mid_blob() {
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    let small = Image::synthetic(185, "amd64", &[16 * 1024]);
+    origin.push(REPO, "latest", &small);
+    let target = Image::synthetic(186, "amd64", &[2 * MB]);
+    origin.push(REPO, "other", &target);
+    let layer = target.layers[0].clone();
+    let mut content = Content::of(&small);
+    content
+        .blobs
+        .insert(layer.digest.clone(), layer.bytes.clone());
+    let bytes = layer.bytes.clone();
+    let digest = layer.digest.clone();
+    // Fast for the probe (it never asks for this blob); a byte every
+    // 200 ms for the layer.
+    let trickler = hostile::registry(content, move |req| {
+        req.path.ends_with(&digest).then(|| Reply {
+            trickle: Some(Duration::from_millis(200)),
+            piece: 1,
+            ..hostile::blob_reply(req, &bytes)
+        })
+    });
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            ("trickler".into(), trickler, String::new()),
+            (
+                "origin".into(),
+                origin.url(),
+                "upstream = true\nregistry = \"docker.io\"".into(),
+            ),
+        ],
+    );
+    let s = Serve::start(&lab, &mirrors, &["--image", "small"]);
+    s.wait_for("order: trickler", Duration::from_secs(30));
+    let start = Instant::now();
+    let body = get_blob(&s, REPO, &layer.digest).unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
+    let took = start.elapsed();
+    assert_eq!(lab::sha256(&body), layer.digest);
+    let log = s.log();
+    assert!(log.contains("below the floor"), "{log}");
+    assert!(log.contains("source=trickler+origin"), "{log}");
+    assert!(took < Duration::from_secs(40), "took {took:?}\n{log}");
+    let fetched = s.fetched();
+    assert!(
+        fetched.get("trickler").copied().unwrap_or(0) < 1000,
+        "{fetched:?}"
+    );
+}
+
 /// Issue 16, item 7: a server killed mid-blob leaves its partial; the
 /// next one resumes it with `Range`, fetching only the rest.
 #[test]

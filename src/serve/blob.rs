@@ -423,8 +423,8 @@ async fn from_source(
             )));
         }
         let need = t.saturating_sub(offset);
-        if !room_for(ctx, digest, need).await {
-            let f = no_room(ctx, digest, need);
+        if !super::limits::room_for(ctx, digest, need).await {
+            let f = super::limits::no_room(ctx, digest, need);
             return Err(SourceError {
                 message: f.message.clone(),
                 fatal: Some(f),
@@ -437,6 +437,7 @@ async fn from_source(
     });
     let stall = ctx.settings.stall;
     let mut at = offset;
+    let mut pace = super::limits::Pace::default();
     loop {
         let chunk = tokio::time::timeout(stall, resp.chunk())
             .await
@@ -469,7 +470,7 @@ async fn from_source(
             .is_err_and(|e| e.raw_os_error() == Some(libc::ENOSPC))
         {
             let rest = total.unwrap_or(end).saturating_sub(at);
-            if room_for(ctx, digest, rest).await {
+            if super::limits::room_for(ctx, digest, rest).await {
                 written = file.write_all_at(&chunk, at);
             }
         }
@@ -489,44 +490,17 @@ async fn from_source(
         ctx.metrics.fetched(src.name(), chunk.len() as u64);
         at = end;
         tx.send_modify(|s| s.written = at);
+        // Judged after the bytes count as written: the next source goes
+        // on from here.
+        if let Some(why) = pace.too_slow(chunk.len() as u64) {
+            return Err(source_error(why));
+        }
     }
     match total {
         Some(t) if at < t => Err(source_error(format!(
             "cut the transfer at byte {at} of {t}"
         ))),
         _ => Ok(()),
-    }
-}
-
-/// Is there room for `need` more bytes of `digest` on the cache's disk?
-/// When there is not, least recently used blobs make it (logged).
-pub async fn room_for(ctx: &Arc<Ctx>, digest: &str, need: u64) -> bool {
-    let free = || crate::pull::free_space(ctx.store.root()).unwrap_or(u64::MAX);
-    if need <= free() {
-        return true;
-    }
-    let c = ctx.clone();
-    let removed = tokio::task::spawn_blocking(move || c.store.make_room(need))
-        .await
-        .unwrap_or(0);
-    if removed > 0 {
-        (ctx.log)(format!(
-            "the cache's disk is short of space: removed {removed} bytes of least recently used blobs for {digest}"
-        ));
-    }
-    need <= free()
-}
-
-/// The answer when the cache's disk has no room for `need` more bytes.
-pub fn no_room(ctx: &Ctx, digest: &str, need: u64) -> Failed {
-    let free = crate::pull::free_space(ctx.store.root()).unwrap_or(0);
-    Failed {
-        status: 507,
-        code: "UNKNOWN",
-        message: format!(
-            "not enough space in {}: {digest} needs {need} more bytes, {free} are free; free some space or lower --max-cache",
-            ctx.store.root().display()
-        ),
     }
 }
 

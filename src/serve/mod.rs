@@ -18,6 +18,7 @@
 pub mod blob;
 pub mod gate;
 pub mod http;
+pub mod limits;
 pub mod manifest;
 pub mod metrics;
 pub mod reader;
