@@ -186,6 +186,68 @@ fn a_petabyte_declared_is_refused_for_want_of_space_and_leaves_nothing() {
     }
 }
 
+/// Against serve, a manifest declaring a layer larger than the cache's
+/// disk could ever hold is answered "not enough space", and the blobs the
+/// cache holds stay: making room evicts only for a size that would fit.
+#[test]
+fn a_petabyte_declared_through_serve_empties_no_cache() {
+    let lab = Lab::new();
+    let small = Image::synthetic(37, "amd64", &[16 * 1024]);
+    let huge = Image::synthetic(38, "amd64", &[4096]);
+    let layer = huge.layers[0].clone();
+    let declared: u64 = 8 << 40; // 8 TiB
+    let manifest = manifest_with(
+        &huge,
+        serde_json::json!([{"mediaType": lab::OCI_LAYER_GZIP, "digest": layer.digest, "size": declared}]),
+    );
+    let url = registry(Content::of(&small), move |req| {
+        if req.path == "/v2/library/huge/manifests/latest" {
+            return Some(Reply::new(200, manifest.clone()).header("Content-Type", OCI_MANIFEST));
+        }
+        // It even claims the size it declared.
+        req.path.ends_with(&layer.digest).then(|| {
+            Reply::new(200, layer.bytes.clone()).header("Content-Length", &declared.to_string())
+        })
+    });
+    let m = mirrors(&lab, &url);
+    let s = lab::serve::Serve::start(&lab, &m, &["--image", "small"]);
+    s.wait_for("order: evil", Duration::from_secs(30));
+    let http = reqwest::blocking::Client::new();
+    let kept = &small.layers[0];
+    let got = http
+        .get(format!("{}/v2/{REPO}/blobs/{}", s.url, kept.digest))
+        .send()
+        .and_then(|r| r.bytes())
+        .expect("a small layer through serve");
+    assert_eq!(lab::sha256(&got), kept.digest);
+    let cached = lab
+        .path("cache")
+        .join("dmirror/blobs/sha256")
+        .join(kept.digest.trim_start_matches("sha256:"));
+    assert!(cached.exists(), "{}", s.log());
+
+    let r = http
+        .get(format!("{}/v2/library/huge/manifests/latest", s.url))
+        .header("Accept", OCI_MANIFEST)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", s.log());
+    let r = http
+        .get(format!(
+            "{}/v2/library/huge/blobs/{}",
+            s.url, huge.layers[0].digest
+        ))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 507, "{}", s.log());
+    let log = s.log();
+    assert!(log.contains("not enough space"), "{log}");
+    assert!(
+        cached.exists(),
+        "the cache was emptied for a size it could never hold\n{log}"
+    );
+}
+
 #[test]
 fn control_characters_and_floods_from_a_mirror_are_escaped_and_capped() {
     let lab = Lab::new();

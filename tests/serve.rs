@@ -717,6 +717,13 @@ fn a_disk_filling_up_makes_room_from_the_least_recently_used_blobs() {
         .join(first.digest.trim_start_matches("sha256:"));
     assert!(kept.exists(), "the old layer is cached");
 
+    // The manifest declares the layer's size: what serve makes room for
+    // (a source's own claim never empties the cache).
+    assert!(
+        s.manifest("library/new").status().is_success(),
+        "{}",
+        s.log()
+    );
     let layer = new.layers[0].clone();
     let url = format!("{}/v2/library/new/blobs/{}", s.url, layer.digest);
     let getter = std::thread::spawn(move || {

@@ -139,7 +139,8 @@ impl Store {
     /// Make `need` bytes free on the cache's disk, when it has fewer, by
     /// removing least recently used blobs (something else filled the
     /// disk, or the cache grew without `--max-cache`). Returns the bytes
-    /// removed; the caller checks the space again.
+    /// removed (none when even an empty cache would not fit `need`); the
+    /// caller checks the space again.
     pub fn make_room(&self, need: u64) -> u64 {
         let free = super::free_space(self.root()).unwrap_or(u64::MAX);
         if free >= need {
@@ -148,7 +149,11 @@ impl Store {
         let held: u64 = super::inventory::read_blobs(&self.cache.blobs_dir())
             .map(|b| b.iter().map(|b| b.size).sum())
             .unwrap_or(0);
-        self.evict(held.saturating_sub(need - free))
+        if held.saturating_add(free) < need {
+            // Even an empty cache would not hold it: keep what is here.
+            return 0;
+        }
+        self.evict(held - (need - free))
     }
 }
 

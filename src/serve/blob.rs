@@ -423,7 +423,7 @@ async fn from_source(
             )));
         }
         let need = t.saturating_sub(offset);
-        if !super::limits::room_for(ctx, digest, need).await {
+        if !super::limits::room_for(ctx, digest, need, declared.is_some()).await {
             let f = super::limits::no_room(ctx, digest, need);
             return Err(SourceError {
                 message: f.message.clone(),
@@ -470,7 +470,7 @@ async fn from_source(
             .is_err_and(|e| e.raw_os_error() == Some(libc::ENOSPC))
         {
             let rest = total.unwrap_or(end).saturating_sub(at);
-            if super::limits::room_for(ctx, digest, rest).await {
+            if super::limits::room_for(ctx, digest, rest, declared.is_some()).await {
                 written = file.write_all_at(&chunk, at);
             }
         }

@@ -52,11 +52,16 @@ impl Pace {
 }
 
 /// Is there room for `need` more bytes of `digest` on the cache's disk?
-/// When there is not, least recently used blobs make it (logged).
-pub async fn room_for(ctx: &Arc<Ctx>, digest: &str, need: u64) -> bool {
+/// When there is not, and `need` is a size a manifest declared (a
+/// source's own claim could empty the cache), least recently used blobs
+/// make it (logged).
+pub async fn room_for(ctx: &Arc<Ctx>, digest: &str, need: u64, declared: bool) -> bool {
     let free = || crate::pull::free_space(ctx.store.root()).unwrap_or(u64::MAX);
     if need <= free() {
         return true;
+    }
+    if !declared {
+        return false;
     }
     let c = ctx.clone();
     let removed = tokio::task::spawn_blocking(move || c.store.make_room(need))

@@ -57,7 +57,7 @@ pub async fn fetch(
     tx: &watch::Sender<State>,
 ) -> Result<(), Option<Failed>> {
     let need = ctx.store.cache.still_needed(&[(digest.to_owned(), size)]);
-    if !super::limits::room_for(ctx, digest, need).await {
+    if !super::limits::room_for(ctx, digest, need, true).await {
         return Err(Some(super::limits::no_room(ctx, digest, need)));
     }
     let names: Vec<String> = sources.iter().map(|s| s.name().to_owned()).collect();
