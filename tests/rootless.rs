@@ -3,8 +3,8 @@
 //! nothing but their environment: the engine is found at
 //! `$XDG_RUNTIME_DIR/docker.sock`, its own daemon.json
 //! (`~/.config/docker/daemon.json`) is merged, the engine reloads and
-//! reports the new list, and it pulls through it. The system's daemon.json
-//! is not touched. In a network namespace holding only loopback;
+//! reports the new list, and it pulls through it; `dmirror pull` loads
+//! into it. The system's daemon.json is not touched. In a network namespace holding only loopback;
 //! rootlesskit shares it (`--net=host`), so the engine reaches the lab.
 
 mod lab;
@@ -208,6 +208,8 @@ fn apply_finds_merges_and_reloads_a_real_rootless_engine() {
     let origin = lab.registry("origin");
     let image = Image::synthetic(191, "amd64", &[256 * 1024]);
     origin.push("library/small", "latest", &image);
+    let other = Image::synthetic(192, "amd64", &[128 * 1024]);
+    origin.push("library/other", "latest", &other);
     let urls = lab.nginx(&[(
         "good",
         Front::Proxy {
@@ -281,6 +283,22 @@ fn apply_finds_merges_and_reloads_a_real_rootless_engine() {
         String::from_utf8_lossy(&id.stdout).trim(),
         image.config.digest,
         "the image pulled through the mirror"
+    );
+
+    // dmirror pull, run by the user, loads into the same engine.
+    let out = user
+        .command(env!("CARGO_BIN_EXE_dmirror"))
+        .args(["pull", "other", "--timeout", "3s", "--mirrors"])
+        .arg(&mirrors)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let id = user.docker(&["image", "inspect", "--format", "{{.Id}}", "other"]);
+    assert_eq!(
+        String::from_utf8_lossy(&id.stdout).trim(),
+        other.config.digest,
+        "dmirror pull loaded the image into the rootless engine: {}",
+        text(&id)
     );
     drop(engine);
     for d in [".local/share/docker", "lab"] {
