@@ -93,6 +93,19 @@ pub fn atomic_write(path: &Path, bytes: &[u8], like: Option<&Metadata>) -> io::R
     result
 }
 
+/// Open `path` to read and write at offsets, creating it, never through a
+/// link planted there (`O_NOFOLLOW`: refused with `ELOOP`).
+pub fn open_no_follow(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
 /// Read a file dmirror owns or is told to read (configuration, state): a
 /// regular file of at most `max` bytes, or `None` when there is none.
 /// Symlinks are followed (a symlinked daemon.json is common), but a FIFO,

@@ -830,6 +830,63 @@ fn a_trickling_mirror_is_left_for_the_next_source_mid_blob() {
     );
 }
 
+/// Two servers on one cache streaming the same blob at once: the second
+/// writes a private file, not the first one's; both clients get the
+/// verified blob, the cache holds it once, and nothing is left in
+/// `partial/`.
+#[test]
+fn two_servers_on_one_cache_stream_one_blob_at_once() {
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    let image = Image::synthetic(187, "amd64", &[3 * MB]);
+    origin.push(REPO, "latest", &image);
+    let layer = image.layers[0].clone();
+    let slow = proxied(&mut lab, "slow", origin.port, "1m");
+    let mirrors = toml_of(
+        &lab,
+        "m.toml",
+        &[
+            ("slow".into(), slow, String::new()),
+            upstream_entry(&lab, "docker.io"),
+        ],
+    );
+    let cache = lab.path("shared-cache");
+    let args = ["--image", "small", "--cache-dir", cache.to_str().unwrap()];
+    let one = Serve::start(&lab, &mirrors, &args);
+    let two = Serve::start(&lab, &mirrors, &args);
+    one.wait_for("order: slow", Duration::from_secs(30));
+    two.wait_for("order: slow", Duration::from_secs(30));
+    let get = |s: &Serve| {
+        let url = format!("{}/v2/{REPO}/blobs/{}", s.url, layer.digest);
+        std::thread::spawn(move || {
+            let mut body = Vec::new();
+            http()
+                .get(url)
+                .send()
+                .and_then(|mut r| r.copy_to(&mut body).map(|_| r.status().as_u16()))
+                .map(|status| (status, body))
+        })
+    };
+    let (a, b) = (get(&one), get(&two));
+    for (name, s, got) in [("one", &one, a), ("two", &two, b)] {
+        let (status, body) = got
+            .join()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{name}: {e}\n{}", s.log()));
+        assert_eq!(status, 200, "{name}\n{}", s.log());
+        assert_eq!(lab::sha256(&body), layer.digest, "{name}\n{}", s.log());
+    }
+    let cached = cache
+        .join("blobs/sha256")
+        .join(layer.digest.trim_start_matches("sha256:"));
+    assert_eq!(lab::sha256(&std::fs::read(&cached).unwrap()), layer.digest);
+    let left: Vec<_> = std::fs::read_dir(cache.join("partial"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left in partial/: {left:?}");
+}
+
 /// Issue 16, item 7: a server killed mid-blob leaves its partial; the
 /// next one resumes it with `Range`, fetching only the rest.
 #[test]

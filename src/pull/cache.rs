@@ -12,7 +12,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use crate::files::atomic_write;
+use crate::files::{atomic_write, open_no_follow};
 use crate::registry::digest;
 
 #[derive(Debug, Clone)]
@@ -60,17 +60,10 @@ impl Cache {
     /// Take `digest`'s partial for this process alone, or `None` when
     /// another holds it. The hold ends when the value drops.
     pub fn try_hold_partial(&self, digest: &str) -> io::Result<Option<PartialHold>> {
-        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        use std::os::unix::fs::MetadataExt;
         let path = self.lock_path(digest);
         loop {
-            let f = fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-                .map_err(|e| named(&path, e))?;
+            let f = open_no_follow(&path).map_err(|e| named(&path, e))?;
             match f.try_lock() {
                 Ok(()) => {}
                 Err(fs::TryLockError::WouldBlock) => return Ok(None),
@@ -147,15 +140,7 @@ impl Cache {
     /// only as bytes arrive: a declared size is a claim, not an allocation.
     /// A link at its place is refused (`O_NOFOLLOW`), not followed.
     pub fn open_partial(&self, digest: &str, size: u64) -> io::Result<File> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.partial_path(digest);
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)?;
+        let f = open_no_follow(&self.partial_path(digest))?;
         if f.metadata()?.len() > size {
             f.set_len(0)?;
             let _ = fs::remove_file(self.ranges_path(digest));

@@ -24,6 +24,9 @@ pub struct TagRecord {
     pub digest: String,
 }
 
+/// How a private stream file's name starts.
+pub const PRIVATE: &str = ".private-";
+
 #[derive(Debug, Clone)]
 pub struct Store {
     pub cache: Cache,
@@ -102,6 +105,29 @@ impl Store {
         atomic_write(&self.tag_path(&r.registry, &r.repo, &r.tag), &b, None)
     }
 
+    /// Remove the private stream files (`partial/.private-*`, see serve's
+    /// blob download) not written for `idle`: a server killed mid-download
+    /// left them, and no one resumes them. A live download writes far more
+    /// often (its sources are bounded in time). Returns how many went.
+    pub fn sweep_private(&self, idle: Duration) -> usize {
+        let dir = self.root().join("partial");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(PRIVATE))
+            .filter(|e| {
+                e.metadata().is_ok_and(|m| {
+                    m.is_file()
+                        && m.modified()
+                            .is_ok_and(|t| t.elapsed().unwrap_or_default() > idle)
+                })
+            })
+            .filter(|e| fs::remove_file(e.path()).is_ok())
+            .count()
+    }
+
     /// Where a blob being streamed collects its bytes.
     pub fn stream_path(&self, d: &str) -> PathBuf {
         self.root()
@@ -173,6 +199,27 @@ pub fn touch(path: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idle_private_stream_files_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::new(dir.path().to_owned()).unwrap();
+        let partial = dir.path().join("partial");
+        let old = partial.join(format!("{PRIVATE}abc"));
+        let live = partial.join(format!("{PRIVATE}def"));
+        let other = partial.join("f".repeat(64));
+        for p in [&old, &live, &other] {
+            fs::write(p, b"x").unwrap();
+        }
+        let f = fs::File::options().append(true).open(&old).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+        let f = fs::File::options().append(true).open(&other).unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+        assert_eq!(s.sweep_private(Duration::from_secs(600)), 1);
+        assert!(!old.exists() && live.exists() && other.exists());
+    }
 
     #[test]
     fn least_recently_used_go_first() {

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
@@ -118,8 +119,8 @@ pub fn join(
     let (file, written, plan) = match spread {
         Some((f, plan)) => (f, 0, plan),
         None => {
-            let (f, w, h) = open_stream(ctx, digest).map_err(|e| cache_failed(ctx, e))?;
-            (f, w, Plan::Stream(h))
+            let (f, path, w, h) = open_stream(ctx, digest).map_err(|e| cache_failed(ctx, e))?;
+            (f, w, Plan::Stream(h, path))
         }
     };
     let (tx, rx) = watch::channel(State {
@@ -145,8 +146,8 @@ pub fn join(
     );
     tokio::spawn(async move {
         let end = match plan {
-            Plan::Stream(hasher) => {
-                fetch(&ctx, &registry, &repo, &digest, &file, hasher, &tx).await
+            Plan::Stream(hasher, path) => {
+                fetch(&ctx, &registry, &repo, &digest, (&file, &path), hasher, &tx).await
             }
             Plan::Spread(sources, size, _hold) => {
                 match super::spread::fetch(&ctx, &registry, &repo, &digest, size, sources, &tx)
@@ -157,12 +158,12 @@ pub fn join(
                     // Every healthy mirror failed: the others and upstream,
                     // one after another; readers wait for the verified blob.
                     Err(None) => match open_stream(&ctx, &digest) {
-                        Ok((f, written, hasher)) => {
+                        Ok((f, path, written, hasher)) => {
                             tx.send_modify(|s| {
                                 s.generation += 1;
                                 s.written = written;
                             });
-                            fetch(&ctx, &registry, &repo, &digest, &f, hasher, &tx).await
+                            fetch(&ctx, &registry, &repo, &digest, (&f, &path), hasher, &tx).await
                         }
                         Err(e) => Err(cache_failed(&ctx, e)),
                     },
@@ -181,8 +182,9 @@ pub fn join(
 
 /// How a blob is fetched.
 enum Plan {
-    /// One source at a time, in order, hashed as it comes.
-    Stream(Hasher),
+    /// One source at a time, in order, hashed as it comes, into the file
+    /// at this path.
+    Stream(Hasher, PathBuf),
     /// Over these mirrors at once (`spread.rs`), this many bytes, the
     /// partial held for as long as the download runs.
     Spread(Vec<Arc<Source>>, u64, PartialHold),
@@ -196,28 +198,19 @@ fn cache_failed(ctx: &Ctx, e: std::io::Error) -> Failed {
     }
 }
 
-/// The stream file of `digest`: resumed where an earlier run left it (its
-/// bytes re-hashed), or a private one when another process holds it.
-fn open_stream(ctx: &Ctx, digest: &str) -> std::io::Result<(File, u64, Hasher)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::io::AsRawFd;
+/// The stream file of `digest` and its path: resumed where an earlier run
+/// left it (its bytes re-hashed), or a private one when another process
+/// holds it (never resumed, removed when the download ends either way).
+fn open_stream(ctx: &Ctx, digest: &str) -> std::io::Result<(File, PathBuf, u64, Hasher)> {
     ctx.store.ensure()?;
     let path = ctx.store.stream_path(digest);
-    let open = |p: &std::path::Path, truncate: bool| {
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(truncate)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(p)
-    };
-    let f = open(&path, false)?;
-    // SAFETY: flock on a descriptor we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        let tmp = tempfile::NamedTempFile::new_in(path.parent().unwrap_or(ctx.store.root()))?;
-        let (f, _) = tmp.keep().map_err(|e| e.error)?;
-        return Ok((f, 0, Hasher::default()));
+    let f = crate::files::open_no_follow(&path)?;
+    if f.try_lock().is_err() {
+        let tmp = tempfile::Builder::new()
+            .prefix(crate::pull::store::PRIVATE)
+            .tempfile_in(path.parent().unwrap_or(ctx.store.root()))?;
+        let (f, private) = tmp.keep().map_err(|e| e.error)?;
+        return Ok((f, private, 0, Hasher::default()));
     }
     let mut hasher = Hasher::default();
     let mut buf = vec![0u8; CHUNK as usize];
@@ -230,16 +223,34 @@ fn open_stream(ctx: &Ctx, digest: &str) -> std::io::Result<(File, u64, Hasher)> 
         hasher.update(&buf[..n]);
         at += n as u64;
     }
-    Ok((f, at, hasher))
+    Ok((f, path, at, hasher))
 }
 
-/// Fetch `digest` into `file` from `written` on, source after source.
+/// Fetch `digest` into `file` (at `path`) from `written` on, source after
+/// source. A private file (another process holds the stream file) goes
+/// when the download fails: it is never resumed.
 async fn fetch(
     ctx: &Arc<Ctx>,
     registry: &str,
     repo: &str,
     digest: &str,
-    file: &File,
+    (file, path): (&File, &Path),
+    hasher: Hasher,
+    tx: &watch::Sender<State>,
+) -> Result<(), Failed> {
+    let r = fetch_into(ctx, registry, repo, digest, (file, path), hasher, tx).await;
+    if r.is_err() && path != ctx.store.stream_path(digest) {
+        let _ = std::fs::remove_file(path);
+    }
+    r
+}
+
+async fn fetch_into(
+    ctx: &Arc<Ctx>,
+    registry: &str,
+    repo: &str,
+    digest: &str,
+    (file, path): (&File, &Path),
     mut hasher: Hasher,
     tx: &watch::Sender<State>,
 ) -> Result<(), Failed> {
@@ -290,7 +301,6 @@ async fn fetch(
             }
         }
     }
-    let path = ctx.store.stream_path(digest);
     if !done {
         let status = if not_found == tried && tried > 0 {
             404
@@ -314,7 +324,7 @@ async fn fetch(
         for name in &from {
             ctx.pool.demote(name, DROP);
         }
-        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_file(path);
         (ctx.log)(format!(
             "verification failed: {digest} from {} hashes to {actual}; dropped {} for {}",
             from.join(", "),
@@ -333,7 +343,7 @@ async fn fetch(
     // No fsync: a blob torn by a crash fails its digest when next sent
     // whole (it is re-hashed then, being unknown to the next process).
     let _ = ctx.store.ensure();
-    std::fs::rename(&path, ctx.store.cache.blob_path(digest)).map_err(|e| cache_failed(ctx, e))?;
+    std::fs::rename(path, ctx.store.cache.blob_path(digest)).map_err(|e| cache_failed(ctx, e))?;
     mark_good(&ctx.verified, digest, file);
     ctx.evict_soon();
     Ok(())
