@@ -107,8 +107,7 @@ pub fn join(
     let declared = super::lock(&ctx.sizes).get(digest).copied();
     // A large blob of known size over every healthy mirror at once, when
     // no other process (a serve or a pull) on this cache is fetching it;
-    // else one source at a
-    // time into a stream file.
+    // else one source at a time into a stream file.
     let spread = match declared
         .and_then(|size| Some((size, super::spread::sources(ctx, registry, size)?)))
     {
