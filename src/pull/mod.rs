@@ -124,8 +124,9 @@ async fn hold_partials(
 ) -> Result<Vec<cache::PartialHold>, PullError> {
     let failed = |e: std::io::Error| PullError::Cache(cache.root().to_owned(), e);
     let mut held = Vec::with_capacity(wanted.len());
+    // One bound for all the waiting, however many blobs are busy.
+    let start = Instant::now();
     for w in wanted {
-        let start = Instant::now();
         let mut told = false;
         loop {
             if let Some(h) = cache.try_hold_partial(&w.digest).map_err(failed)? {
