@@ -8,6 +8,7 @@ mod lab;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use lab::dockerd::{isolate, Dockerd};
 use lab::{dmirror, free_port, require, Image, Lab};
@@ -299,6 +300,69 @@ fn tls_trust_as_docker_has_it() {
     assert_eq!(status(&without, "system"), "ok", "{without}");
     assert_eq!(status(&without, "private"), "unreachable", "{without}");
     assert_ne!(status(&without, "mtls"), "ok", "{without}");
+}
+
+/// serve goes the engine's way too: with a real dockerd whose proxy is a
+/// real tinyproxy, `dmirror serve` (default `--proxy engine`) probes and
+/// fetches blobs through that proxy, and says so when it starts.
+#[test]
+fn serve_reaches_the_mirrors_through_the_engines_proxy() {
+    if isolate("serve_reaches_the_mirrors_through_the_engines_proxy") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    let image = Image::synthetic(61, "amd64", &[512 * 1024]);
+    origin.push(REPO, "latest", &image);
+    let (proxy_port, proxy_log) = tinyproxy(&mut lab);
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let config = lab.path("daemon.json");
+    std::fs::write(&config, "{}\n").expect("write");
+    let d = Dockerd::start_with_env(
+        &lab.path("docker"),
+        &config,
+        &[("HTTP_PROXY", &proxy), ("HTTPS_PROXY", &proxy)],
+    );
+    let refused = format!("http://127.0.0.1:{}", lab.refused_port());
+    let m = lab.mirrors_toml(
+        "m.toml",
+        &[
+            ("mirror", origin.url(), ""),
+            ("origin", refused, "upstream = true"),
+        ],
+    );
+    let s = lab::serve::Serve::start_with_env(
+        &lab,
+        &m,
+        &["--proxy", "engine", "--image", "small"],
+        &[("DOCKER_HOST", d.host())],
+    );
+    s.wait_for("order: mirror", Duration::from_secs(30));
+    let log = s.log();
+    assert!(log.contains(&proxy), "serve names its network: {log}");
+    let seen = || {
+        std::fs::read_to_string(&proxy_log)
+            .unwrap_or_default()
+            .matches(&origin.port.to_string())
+            .count()
+    };
+    let before = seen();
+    assert!(before > 0, "the probe went around the proxy");
+    let layer = &image.layers[0];
+    let body = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/v2/{REPO}/blobs/{}", s.url, layer.digest))
+        .send()
+        .and_then(|r| r.bytes())
+        .expect("the layer through serve");
+    assert_eq!(lab::sha256(&body), layer.digest);
+    assert!(
+        seen() > before,
+        "the blob went around the proxy:\n{}",
+        std::fs::read_to_string(&proxy_log).unwrap_or_default()
+    );
 }
 
 fn b64(s: &str) -> String {

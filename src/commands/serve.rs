@@ -48,6 +48,9 @@ async fn serve(a: &ServeRunArgs) -> CommandResult {
                 "no cache directory (HOME unset?); pass --cache-dir DIR"
             ))
         })?;
+    if network.route != crate::net::Route::Direct {
+        say(format!("network: {}", network.route));
+    }
     if !listen.ip().is_loopback() {
         say(format!(
             "note: listening on {listen}, not loopback: every machine that reaches this address can pull through this server"

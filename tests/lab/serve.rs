@@ -18,6 +18,16 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(lab: &Lab, mirrors: &Path, extra: &[&str]) -> Serve {
+        Self::start_with_env(lab, mirrors, extra, &[])
+    }
+
+    /// `start`, with `env` added to the clean environment.
+    pub fn start_with_env(
+        lab: &Lab,
+        mirrors: &Path,
+        extra: &[&str],
+        env: &[(&str, String)],
+    ) -> Serve {
         // Quick defaults for the lab, each unless `extra` sets it.
         let defaults = [
             ("--listen", "127.0.0.1:0"),
@@ -27,6 +37,7 @@ impl Serve {
             ("--proxy", "none"),
         ];
         let mut cmd = dmirror(lab);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd.args(["serve", "--no-history", "--mirrors"])
             .arg(mirrors);
         for (flag, value) in defaults {
