@@ -54,6 +54,11 @@ fn status<'a>(doc: &'a serde_json::Value, name: &str) -> &'a str {
 
 /// A tinyproxy on loopback; its log file.
 fn tinyproxy(lab: &mut Lab) -> (u16, PathBuf) {
+    tinyproxy_with(lab, None)
+}
+
+/// A tinyproxy on loopback that wants `login` (user, password) when given.
+fn tinyproxy_with(lab: &mut Lab, login: Option<(&str, &str)>) -> (u16, PathBuf) {
     let bin = require("tinyproxy", "tinyproxy");
     let port = free_port();
     let log = lab.path("tinyproxy.log");
@@ -61,8 +66,9 @@ fn tinyproxy(lab: &mut Lab) -> (u16, PathBuf) {
     std::fs::write(
         &conf,
         format!(
-            "Port {port}\nListen 127.0.0.1\nTimeout 30\nLogFile \"{}\"\nLogLevel Connect\nMaxClients 50\nAllow 127.0.0.1\nDisableViaHeader Yes\n",
-            log.display()
+            "Port {port}\nListen 127.0.0.1\nTimeout 30\nLogFile \"{}\"\nLogLevel Connect\nMaxClients 50\nAllow 127.0.0.1\nDisableViaHeader Yes\n{}",
+            log.display(),
+            login.map(|(u, p)| format!("BasicAuth {u} {p}\n")).unwrap_or_default()
         ),
     )
     .expect("write tinyproxy.conf");
@@ -300,6 +306,119 @@ fn tls_trust_as_docker_has_it() {
     assert_eq!(status(&without, "system"), "ok", "{without}");
     assert_eq!(status(&without, "private"), "unreachable", "{without}");
     assert_ne!(status(&without, "mtls"), "ok", "{without}");
+}
+
+/// The engine's proxy wants a login. The Engine API's `/info` shows it as
+/// `xxxxx:xxxxx` (moby masks it), so a route built from `/info` alone is
+/// refused by the proxy (407) and every mirror looks unreachable. dmirror
+/// reads the real URL where dockerd read it (its environment), probes
+/// through it, and never prints the password.
+#[test]
+fn the_engines_proxy_with_a_login() {
+    if isolate("the_engines_proxy_with_a_login") {
+        return;
+    }
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    origin.push(
+        REPO,
+        "latest",
+        &Image::synthetic(62, "amd64", &[256 * 1024]),
+    );
+    let (proxy_port, proxy_log) = tinyproxy_with(&mut lab, Some(("dm", "s3cret")));
+    let proxy = format!("http://dm:s3cret@127.0.0.1:{proxy_port}");
+    let config = lab.path("daemon.json");
+    std::fs::write(&config, "{}\n").expect("write");
+    let d = Dockerd::start_with_env(
+        &lab.path("docker"),
+        &config,
+        &[("HTTP_PROXY", &proxy), ("HTTPS_PROXY", &proxy)],
+    );
+    let info = engine_info(&d.host());
+    assert!(
+        info.contains("xxxxx:xxxxx@127.0.0.1"),
+        "the engine masks its proxy's login: {info}"
+    );
+    let m = lab.mirrors_toml("m.toml", &[("mirror", origin.url(), "")]);
+    let out = dmirror(&lab)
+        .args(["probe", "--json", "--no-history", "--image", REPO])
+        .args(["--timeout", "3s", "--budget", "1s", "--mirrors"])
+        .arg(&m)
+        .env("DOCKER_HOST", d.host())
+        .output()
+        .expect("run dmirror");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!said.contains("s3cret"), "the password was printed: {said}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {said}"));
+    assert_eq!(status(&doc, "mirror"), "ok", "{doc}");
+    let network = doc["network"].as_str().unwrap_or_default();
+    assert!(
+        network.contains(&format!("127.0.0.1:{proxy_port}")) && network.contains("Docker engine"),
+        "{network}"
+    );
+    let log = std::fs::read_to_string(&proxy_log).unwrap_or_default();
+    assert!(
+        log.contains(&origin.port.to_string()),
+        "tinyproxy saw no request for the mirror:\n{log}"
+    );
+
+    // Another user (nobody) reaches the engine's socket but cannot read
+    // dockerd's environment: dmirror says what is missing and how to give
+    // it (exit 2) rather than judge every mirror through a proxy that
+    // refuses it; the explicit --proxy works, its password not shown.
+    use std::os::unix::fs::PermissionsExt;
+    let open = |p: &Path, mode: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    open(lab.dir.path(), 0o711);
+    open(&lab.path("docker"), 0o711);
+    open(&d.socket, 0o666);
+    let shared = tempfile::Builder::new()
+        .prefix("dmirror-nobody-")
+        .tempdir_in("/tmp")
+        .expect("dir");
+    open(shared.path(), 0o777);
+    let list = shared.path().join("m.toml");
+    std::fs::copy(&m, &list).expect("copy");
+    open(&list, 0o644);
+    let as_nobody = |extra: &[&str]| {
+        Command::new("runuser")
+            .args(["-u", "nobody", "--", "env", "-i"])
+            .arg(format!("HOME={}", shared.path().display()))
+            .arg(format!("DOCKER_HOST={}", d.host()))
+            .arg(env!("CARGO_BIN_EXE_dmirror"))
+            .args(["probe", "--json", "--no-history", "--image", REPO])
+            .args(["--timeout", "3s", "--budget", "1s", "--mirrors"])
+            .arg(&list)
+            .args(extra)
+            .output()
+            .expect("runuser")
+    };
+    let out = as_nobody(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("needs a login its /info hides")
+            && err.contains("--proxy http://USER:PASSWORD@"),
+        "{err}"
+    );
+    let out = as_nobody(&["--proxy", &proxy]);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(!said.contains("s3cret"), "the password was printed: {said}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {said}"));
+    assert_eq!(status(&doc, "mirror"), "ok", "{doc}");
+}
+
+/// `GET /info` of the engine at `host` (`unix://PATH`), as text.
+fn engine_info(host: &str) -> String {
+    let path = host.trim_start_matches("unix://");
+    let out = Command::new("curl")
+        .args(["-s", "--unix-socket", path, "http://d/info"])
+        .output()
+        .expect("curl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// serve goes the engine's way too: with a real dockerd whose proxy is a

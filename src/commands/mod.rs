@@ -57,19 +57,48 @@ pub fn load_mirrors(
 /// The route and trust of this run: `--proxy` (the engine's own proxy by
 /// default, asked through its API) and `--certs-dir` (Docker's certs.d).
 pub async fn network(args: &crate::cli::NetArgs) -> Result<crate::net::Network, Failure> {
+    use crate::daemon::proxy;
     use crate::net::{Network, Route, Trust};
     let route = match Route::parse_flag(&args.proxy)
         .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?
     {
         Some(r) => r,
         None => {
-            let endpoint = crate::daemon::locate::locate()
-                .map(|l| l.endpoint)
-                .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
-            let engine =
-                crate::daemon::engine::Engine::new(endpoint, std::time::Duration::from_secs(3));
+            let located =
+                crate::daemon::locate::locate().map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+            let engine = crate::daemon::engine::Engine::new(
+                located.endpoint.clone(),
+                std::time::Duration::from_secs(3),
+            );
             match engine.info().await {
-                Ok(info) => Route::of_engine(&info.http_proxy, &info.https_proxy, &info.no_proxy),
+                Ok(info) => {
+                    let (http, https) = (info.http_proxy.trim(), info.https_proxy.trim());
+                    if proxy::masked(http) || proxy::masked(https) {
+                        let pid = engine.peer_pid().await;
+                        let rootless = located
+                            .rootless
+                            .then(crate::daemon::locate::rootless_daemon_json)
+                            .flatten();
+                        let config = proxy::config_file(pid, rootless);
+                        let real = |shown: &str, which| -> Result<String, Failure> {
+                            if !proxy::masked(shown) {
+                                return Ok(shown.to_owned());
+                            }
+                            proxy::unmask(shown, which, config.as_deref(), pid).ok_or_else(|| {
+                                Failure::usage(anyhow::anyhow!(
+                                    "the Docker engine's proxy ({shown}) needs a login its /info hides, and dmirror cannot read it where dockerd does (daemon.json's proxies, dockerd's environment): run as root (or as the user a rootless engine runs as), or pass --proxy http://USER:PASSWORD@HOST:PORT"
+                                ))
+                            })
+                        };
+                        Route::of_engine(
+                            &real(http, proxy::Which::Http)?,
+                            &real(https, proxy::Which::Https)?,
+                            &info.no_proxy,
+                        )
+                    } else {
+                        Route::of_engine(http, https, &info.no_proxy)
+                    }
+                }
                 Err(_) => Route::Direct,
             }
         }

@@ -5,6 +5,7 @@ pub mod config_file;
 pub mod control;
 pub mod engine;
 pub mod locate;
+pub mod proxy;
 
 /// Mirror URLs compared the way dockerd stores them: dockerd appends a
 /// trailing `/` (`registry.ValidateMirror`), users usually omit it.

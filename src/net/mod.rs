@@ -29,6 +29,21 @@ pub enum Route {
     },
 }
 
+/// A proxy URL with its password hidden, for showing.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+        }
+        None => url.to_owned(),
+    }
+}
+
 impl fmt::Display for Route {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -42,13 +57,13 @@ impl fmt::Display for Route {
             } => {
                 let mut parts = Vec::new();
                 match (http, https) {
-                    (Some(h), Some(s)) if h == s => parts.push(format!("proxy {h}")),
+                    (Some(h), Some(s)) if h == s => parts.push(format!("proxy {}", redact(h))),
                     (h, s) => {
                         if let Some(h) = h {
-                            parts.push(format!("http proxy {h}"));
+                            parts.push(format!("http proxy {}", redact(h)));
                         }
                         if let Some(s) = s {
-                            parts.push(format!("https proxy {s}"));
+                            parts.push(format!("https proxy {}", redact(s)));
                         }
                     }
                 }
@@ -249,4 +264,25 @@ pub struct Network {
     pub trust: Trust,
     /// Docker's client configuration, for a host's own login.
     pub logins: login::Logins,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_password_is_never_shown() {
+        assert_eq!(redact("http://u:pw@p:1"), "http://u:***@p:1");
+        assert_eq!(redact("http://p:1/x@y"), "http://p:1/x@y");
+        let r = Route::Proxy {
+            http: Some("http://u:pw@p:1".into()),
+            https: Some("http://u:pw@p:1".into()),
+            no_proxy: None,
+            from: "the Docker engine's",
+        };
+        assert_eq!(
+            r.to_string(),
+            "proxy http://u:***@p:1 (the Docker engine's)"
+        );
+    }
 }
