@@ -411,6 +411,39 @@ fn the_engines_proxy_with_a_login() {
     assert_eq!(status(&doc, "mirror"), "ok", "{doc}");
 }
 
+/// A proxy on the way that wants a login answers 407 (here a real nginx
+/// playing that proxy): the mirror was never reached, so it is
+/// unreachable, with the proxy named as the cause, not "login-only" or
+/// "broken".
+#[test]
+fn a_proxy_wanting_a_login_is_not_blamed_on_the_mirror() {
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    origin.push(REPO, "latest", &Image::synthetic(63, "amd64", &[64 * 1024]));
+    let port = free_port();
+    lab.nginx_raw(
+        &format!(
+            "  server {{\n    listen 127.0.0.1:{port};\n    location / {{\n      add_header Proxy-Authenticate 'Basic realm=\"corp\"' always;\n      return 407;\n    }}\n  }}\n"
+        ),
+        &[port],
+    );
+    let m = lab.mirrors_toml("m.toml", &[("mirror", origin.url(), "")]);
+    let doc = probe(
+        &lab,
+        &m,
+        &["--proxy", &format!("http://127.0.0.1:{port}")],
+        &[],
+    );
+    assert_eq!(status(&doc, "mirror"), "unreachable", "{doc}");
+    let error = doc["mirrors"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("407")
+            && error.contains("proxy")
+            && error.contains("--proxy http://USER:PASSWORD@"),
+        "{error}"
+    );
+}
+
 /// `GET /info` of the engine at `host` (`unix://PATH`), as text.
 fn engine_info(host: &str) -> String {
     let path = host.trim_start_matches("unix://");

@@ -89,6 +89,14 @@ impl RegistryError {
 
     /// An HTTP status that is not what the protocol step needed.
     pub fn from_status(status: u16, url: &str, detail: Option<String>) -> Self {
+        // 407 is the proxy on the way, not the mirror: the mirror was
+        // never reached.
+        if status == 407 {
+            return Self::new(
+                ErrorKind::Unreachable,
+                format!("HTTP 407 from the proxy on the way to {url}: it wants a login; give it in the proxy's URL (--proxy http://USER:PASSWORD@HOST:PORT, or the engine's proxy settings)"),
+            );
+        }
         let kind = match status {
             401 => ErrorKind::Unauthorized,
             403 => ErrorKind::Forbidden,
@@ -222,6 +230,10 @@ mod tests {
         assert_eq!(
             RegistryError::from_status(502, "u", None).kind,
             ErrorKind::ServerError
+        );
+        assert_eq!(
+            RegistryError::from_status(407, "u", None).kind,
+            ErrorKind::Unreachable
         );
         assert_eq!(
             RegistryError::from_status(401, "u", None).kind,
