@@ -60,6 +60,21 @@ pub fn check_writable(path: &Path) -> io::Result<()> {
 /// Replace `path` with `bytes` atomically, with `like`'s mode and owner (or
 /// 0644 for a new file). Creates the directory if needed.
 pub fn atomic_write(path: &Path, bytes: &[u8], like: Option<&Metadata>) -> io::Result<()> {
+    write_replacing(path, bytes, like, 0o644)
+}
+
+/// `atomic_write` of a file only its owner may read (a secret): it is
+/// never readable by others, not even for a moment.
+pub fn atomic_write_secret(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_replacing(path, bytes, None, 0o600)
+}
+
+fn write_replacing(
+    path: &Path,
+    bytes: &[u8],
+    like: Option<&Metadata>,
+    mode: u32,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -77,7 +92,7 @@ pub fn atomic_write(path: &Path, bytes: &[u8], like: Option<&Metadata>) -> io::R
             .mode(0o600)
             .open(&tmp)?;
         f.write_all(bytes)?;
-        let mode = like.map_or(0o644, |m| m.permissions().mode() & 0o7777);
+        let mode = like.map_or(mode, |m| m.permissions().mode() & 0o7777);
         f.set_permissions(fs::Permissions::from_mode(mode))?;
         if let Some(m) = like {
             std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()))?;

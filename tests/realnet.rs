@@ -411,6 +411,98 @@ fn the_engines_proxy_with_a_login() {
     assert_eq!(status(&doc, "mirror"), "ok", "{doc}");
 }
 
+/// `serve install` on a machine whose engine has a proxy with a login: the
+/// service (its own user, no Docker socket) cannot ask the engine, so the
+/// proxy is fixed at install time in a file only root reads, named by the
+/// unit, never printed; the service's command line, run with just that
+/// environment, reaches the mirror through the proxy. `serve remove`
+/// removes the file too.
+#[test]
+fn serve_install_gives_the_service_the_engines_proxy() {
+    if isolate("serve_install_gives_the_service_the_engines_proxy") {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mut lab = Lab::new();
+    let origin = lab.registry("origin");
+    origin.push(REPO, "latest", &Image::synthetic(64, "amd64", &[64 * 1024]));
+    let (proxy_port, proxy_log) = tinyproxy_with(&mut lab, Some(("dm", "s3cret")));
+    let proxy = format!("http://dm:s3cret@127.0.0.1:{proxy_port}");
+    let config = lab.path("daemon.json");
+    std::fs::write(&config, "{}\n").expect("write");
+    let d = Dockerd::start_with_env(
+        &lab.path("docker"),
+        &config,
+        &[("HTTP_PROXY", &proxy), ("HTTPS_PROXY", &proxy)],
+    );
+    let m = lab.mirrors_toml("m.toml", &[("mirror", origin.url(), "")]);
+    let units = lab.path("units");
+    std::fs::create_dir_all(&units).expect("mkdir");
+    let out = dmirror(&lab)
+        .args([
+            "serve",
+            "install",
+            "--binary",
+            env!("CARGO_BIN_EXE_dmirror"),
+        ])
+        .arg("--unit-dir")
+        .arg(&units)
+        .args(["--", "--image", "small", "--mirrors"])
+        .arg(&m)
+        .env("DOCKER_HOST", d.host())
+        .output()
+        .expect("serve install");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!said.contains("s3cret"), "the password was printed: {said}");
+    let env_path = units.join("dmirror-serve.env");
+    assert!(said.contains(&env_path.display().to_string()), "{said}");
+    let unit = std::fs::read_to_string(units.join("dmirror-serve.service")).expect("unit");
+    assert!(!unit.contains("s3cret"), "{unit}");
+    assert!(
+        unit.contains(&format!("EnvironmentFile={}", env_path.display())),
+        "{unit}"
+    );
+    assert!(unit.contains("--proxy env"), "{unit}");
+    let meta = std::fs::metadata(&env_path).expect("env file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(&env_path).unwrap();
+    assert!(text.contains(&format!("HTTPS_PROXY={proxy}")), "{text}");
+    let verify = Command::new(require("systemd-analyze", "systemd"))
+        .arg("verify")
+        .arg(units.join("dmirror-serve.service"))
+        .output()
+        .expect("systemd-analyze");
+    assert!(verify.status.success(), "{}", stderr(&verify));
+
+    // The service's command, with only the file's environment.
+    let env: Vec<(&str, String)> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect();
+    let s =
+        lab::serve::Serve::start_with_env(&lab, &m, &["--proxy", "env", "--image", "small"], &env);
+    s.wait_for("order: mirror", Duration::from_secs(30));
+    let log = std::fs::read_to_string(&proxy_log).unwrap_or_default();
+    assert!(
+        log.contains(&origin.port.to_string()),
+        "the service did not go through the proxy:\n{log}\n{}",
+        s.log()
+    );
+    assert!(!s.log().contains("s3cret"), "{}", s.log());
+    drop(s);
+
+    let out = dmirror(&lab)
+        .args(["serve", "remove", "--unit-dir"])
+        .arg(&units)
+        .output()
+        .expect("serve remove");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!env_path.exists(), "the proxy file stays after remove");
+}
+
 /// A proxy on the way that wants a login answers 407 (here a real nginx
 /// playing that proxy): the mirror was never reached, so it is
 /// unreachable, with the proxy named as the cause, not "login-only" or

@@ -13,7 +13,7 @@ use crate::serve::{self, unit};
 
 pub async fn run(args: &ServeArgs) -> CommandResult {
     match &args.action {
-        Some(ServeCommand::Install(a)) => install(a),
+        Some(ServeCommand::Install(a)) => install(a).await,
         Some(ServeCommand::Remove(a)) => remove(a),
         None => serve(&args.run).await,
     }
@@ -96,7 +96,7 @@ async fn serve(a: &ServeRunArgs) -> CommandResult {
     Ok(ExitStatus::Success)
 }
 
-fn install(a: &ServeInstallArgs) -> CommandResult {
+async fn install(a: &ServeInstallArgs) -> CommandResult {
     let listen = serve::parse_listen(&a.listen).map_err(|e| Failure::usage(anyhow!(e)))?;
     let exe = super::schedule::installed_binary(a.binary.as_deref())?;
     let mut args = vec![
@@ -105,17 +105,58 @@ fn install(a: &ServeInstallArgs) -> CommandResult {
         listen.to_string(),
     ];
     args.extend(a.serve.iter().cloned());
+    let path = a.unit_dir.join(unit::SERVICE);
+    let env_path = a.unit_dir.join(unit::ENV_FILE);
+    // The service runs as its own user, without the Docker socket: it
+    // cannot ask the engine for its proxy, so the engine's proxy (with its
+    // login) is fixed now, in a file only root reads.
+    let proxy_given = a
+        .serve
+        .iter()
+        .any(|w| w == "--proxy" || w.starts_with("--proxy="));
+    let mut env = None;
+    if !proxy_given {
+        let engine = crate::cli::NetArgs {
+            proxy: "engine".into(),
+            certs_dir: None,
+        };
+        let route = super::network(&engine).await?.route;
+        if let crate::net::Route::Proxy {
+            http,
+            https,
+            no_proxy,
+            ..
+        } = &route
+        {
+            let vars: Vec<(&str, String)> = [
+                ("HTTP_PROXY", http),
+                ("HTTPS_PROXY", https),
+                ("NO_PROXY", no_proxy),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.clone()?)))
+            .collect();
+            let text = unit::env_file(&vars).map_err(|e| Failure::usage(anyhow!(e)))?;
+            args.extend(["--proxy".to_owned(), "env".to_owned()]);
+            say(format!(
+                "the service reaches the mirrors through {route}, from {} (it cannot ask the engine itself)",
+                env_path.display()
+            ));
+            env = Some(text);
+        }
+    }
     // Checked by the parser the service will use.
     super::schedule::parse_installed(&args, "dmirror serve")
         .map_err(|e| Failure::usage(anyhow!(e)))?;
-    let text = unit::service(&exe, &args).map_err(|e| Failure::usage(anyhow!(e)))?;
-    let path = a.unit_dir.join(unit::SERVICE);
+    let text = unit::service(&exe, &args, env.as_ref().map(|_| env_path.as_path()))
+        .map_err(|e| Failure::usage(anyhow!(e)))?;
     if a.dry_run {
         let mut out = std::io::stdout().lock();
         writeln!(out, "# {}\n{text}", path.display())?;
         return Ok(ExitStatus::Success);
     }
-    unit::install(&path, &text, &mut |l| say(l))
+    let env = env.as_deref().map(|t| (env_path.as_path(), t));
+    unit::install(&path, &text, env, &mut |l| say(l))
         .map_err(|e| Failure::new(ExitStatus::NothingUsable, anyhow!(e)))?;
     Ok(ExitStatus::Success)
 }

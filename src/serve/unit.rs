@@ -10,7 +10,30 @@ use crate::schedule::{self, ScheduleError};
 pub const SERVICE: &str = "dmirror-serve.service";
 
 /// The unit running `exe args…`.
-pub fn service(exe: &Path, args: &[String]) -> Result<String, ScheduleError> {
+/// The file holding the proxy the service reaches the mirrors through
+/// (root's only: a proxy's URL may carry its password), beside the unit.
+pub const ENV_FILE: &str = "dmirror-serve.env";
+
+/// The environment file's text: one `NAME=value` line each. Values a
+/// systemd environment file cannot carry plainly are refused.
+pub fn env_file(vars: &[(&str, String)]) -> Result<String, ScheduleError> {
+    let mut text =
+        String::from("# Written by `dmirror serve install`: the Docker engine's proxy.\n");
+    for (name, value) in vars {
+        if let Some(c) = value
+            .chars()
+            .find(|c| c.is_control() || c.is_whitespace() || "\"'\\$".contains(*c))
+        {
+            return Err(ScheduleError::Refused(format!(
+                "the engine's {name} holds {c:?}, which a systemd environment file cannot carry plainly; percent-encode it in the URL, or pass -- --proxy URL"
+            )));
+        }
+        text.push_str(&format!("{name}={value}\n"));
+    }
+    Ok(text)
+}
+
+pub fn service(exe: &Path, args: &[String], env: Option<&Path>) -> Result<String, ScheduleError> {
     schedule::Job {
         exe: exe.to_owned(),
         args: args.to_vec(),
@@ -25,6 +48,14 @@ pub fn service(exe: &Path, args: &[String]) -> Result<String, ScheduleError> {
         .map(|w| schedule::systemd_word(w))
         .collect::<Vec<_>>()
         .join(" ");
+    let env = env
+        .map(|p| {
+            format!(
+                "EnvironmentFile={}\n",
+                schedule::systemd_word(&p.display().to_string())
+            )
+        })
+        .unwrap_or_default();
     Ok(format!(
         "\
 # Installed by `dmirror serve install`; remove with `dmirror serve remove`.
@@ -45,7 +76,7 @@ DynamicUser=yes
 StateDirectory=dmirror
 CacheDirectory=dmirror
 Environment=XDG_STATE_HOME=/var/lib XDG_CACHE_HOME=/var/cache XDG_CONFIG_HOME=/etc
-NoNewPrivileges=yes
+{env}NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome=yes
 PrivateTmp=yes
@@ -73,7 +104,17 @@ WantedBy=multi-user.target
 }
 
 /// Write the unit and start it where systemd manages its directory.
-pub fn install(path: &Path, text: &str, note: &mut dyn FnMut(String)) -> Result<(), ScheduleError> {
+pub fn install(
+    path: &Path,
+    text: &str,
+    env: Option<(&Path, &str)>,
+    note: &mut dyn FnMut(String),
+) -> Result<(), ScheduleError> {
+    if let Some((p, t)) = env {
+        crate::files::atomic_write_secret(p, t.as_bytes())
+            .map_err(|e| ScheduleError::Refused(format!("cannot write {}: {e}", p.display())))?;
+        note(format!("wrote {} (readable by root only)", p.display()));
+    }
     schedule::write_file(path, text)?;
     note(format!("wrote {}", path.display()));
     let dir = path.parent().unwrap_or(Path::new("/"));
@@ -105,6 +146,7 @@ pub fn remove(path: &Path, said: &mut dyn FnMut(String)) -> Result<bool, Schedul
         }
     }
     schedule::remove_file(path, said)?;
+    schedule::remove_file(&dir.join(ENV_FILE), said)?;
     if schedule::manages(dir) {
         if let Err(e) = schedule::systemctl(&["daemon-reload"]) {
             said(format!("warning: {e}"));
