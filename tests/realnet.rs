@@ -739,4 +739,93 @@ fn logins_as_docker_has_them() {
         basic_error.contains("docker login 127.0.0.1:"),
         "{basic_error}"
     );
+
+    // serve install: the service runs as its own user, with no home and no
+    // credential helper, so the logins for its mirrors (the helper asked
+    // now) go into a file only root reads, passed as a systemd credential.
+    use std::os::unix::fs::PermissionsExt;
+    let units = lab.path("units");
+    std::fs::create_dir_all(&units).expect("mkdir");
+    let path_with_helper = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = dmirror(&lab)
+        .args([
+            "serve",
+            "install",
+            "--binary",
+            env!("CARGO_BIN_EXE_dmirror"),
+        ])
+        .arg("--unit-dir")
+        .arg(&units)
+        .args(["--", "--proxy", "none", "--mirrors"])
+        .arg(&m)
+        .env("DOCKER_CONFIG", &docker_config)
+        .env("PATH", &path_with_helper)
+        .output()
+        .expect("serve install");
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(!said.contains("secret"), "a password was printed: {said}");
+    let exported = units.join("dmirror-serve.docker-config.json");
+    let unit = std::fs::read_to_string(units.join("dmirror-serve.service")).expect("unit");
+    assert!(
+        unit.contains(&format!(
+            "LoadCredential=config.json:{}",
+            exported.display()
+        )) && unit.contains("Environment=DOCKER_CONFIG=%d"),
+        "{unit}"
+    );
+    assert_eq!(
+        std::fs::metadata(&exported).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&exported).unwrap()).expect("json");
+    let mut keys: Vec<&String> = doc["auths"].as_object().expect("auths").keys().collect();
+    keys.sort();
+    let mut want = [
+        format!("127.0.0.1:{basic_port}"),
+        format!("127.0.0.1:{registry_port}"),
+    ];
+    want.sort();
+    assert_eq!(
+        keys,
+        want.iter().collect::<Vec<_>>(),
+        "only the list's mirrors: {doc}"
+    );
+    let verify = Command::new(require("systemd-analyze", "systemd"))
+        .arg("verify")
+        .arg(units.join("dmirror-serve.service"))
+        .output()
+        .expect("systemd-analyze");
+    assert!(verify.status.success(), "{}", stderr(&verify));
+
+    // The service as systemd runs it: DOCKER_CONFIG is its credentials
+    // directory, holding the file as config.json; no helper on its PATH.
+    let credentials = lab.path("credentials");
+    std::fs::create_dir_all(&credentials).expect("mkdir");
+    std::fs::copy(&exported, credentials.join("config.json")).expect("copy");
+    let s = lab::serve::Serve::start_with_env(
+        &lab,
+        &m,
+        &["--image", REPO],
+        &[("DOCKER_CONFIG", credentials.display().to_string())],
+    );
+    s.wait_for("probe docker.io: 2 ok", Duration::from_secs(30));
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "a login reached a mirror it was not for: {:?}",
+        seen.lock().unwrap()
+    );
+    drop(s);
+    let out = dmirror(&lab)
+        .args(["serve", "remove", "--unit-dir"])
+        .arg(&units)
+        .output()
+        .expect("serve remove");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!exported.exists(), "the logins stay after remove");
 }

@@ -59,50 +59,21 @@ pub fn load_mirrors(
 pub async fn network(args: &crate::cli::NetArgs) -> Result<crate::net::Network, Failure> {
     use crate::daemon::proxy;
     use crate::net::{Network, Route, Trust};
-    let route = match Route::parse_flag(&args.proxy)
-        .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?
-    {
-        Some(r) => r,
-        None => {
-            let located =
-                crate::daemon::locate::locate().map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
-            let engine = crate::daemon::engine::Engine::new(
-                located.endpoint.clone(),
-                std::time::Duration::from_secs(3),
-            );
-            match engine.info().await {
-                Ok(info) => {
-                    let (http, https) = (info.http_proxy.trim(), info.https_proxy.trim());
-                    if proxy::masked(http) || proxy::masked(https) {
-                        let pid = engine.peer_pid().await;
-                        let rootless = located
-                            .rootless
-                            .then(crate::daemon::locate::rootless_daemon_json)
-                            .flatten();
-                        let config = proxy::config_file(pid, rootless);
-                        let real = |shown: &str, which| -> Result<String, Failure> {
-                            if !proxy::masked(shown) {
-                                return Ok(shown.to_owned());
-                            }
-                            proxy::unmask(shown, which, config.as_deref(), pid).ok_or_else(|| {
-                                Failure::usage(anyhow::anyhow!(
-                                    "the Docker engine's proxy ({shown}) needs a login its /info hides, and dmirror cannot read it where dockerd does (daemon.json's proxies, dockerd's environment): run as root (or as the user a rootless engine runs as), or pass --proxy http://USER:PASSWORD@HOST:PORT"
-                                ))
-                            })
-                        };
-                        Route::of_engine(
-                            &real(http, proxy::Which::Http)?,
-                            &real(https, proxy::Which::Https)?,
-                            &info.no_proxy,
-                        )
-                    } else {
-                        Route::of_engine(http, https, &info.no_proxy)
-                    }
-                }
-                Err(_) => Route::Direct,
+    let route =
+        match Route::parse_flag(&args.proxy).map_err(|e| Failure::usage(anyhow::anyhow!(e)))? {
+            Some(r) => r,
+            None => {
+                let located = crate::daemon::locate::locate()
+                    .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?;
+                let engine = crate::daemon::engine::Engine::new(
+                    located.endpoint.clone(),
+                    std::time::Duration::from_secs(3),
+                );
+                proxy::engine_route(&located, &engine)
+                    .await
+                    .map_err(|e| Failure::usage(anyhow::anyhow!(e)))?
             }
-        }
-    };
+        };
     let trust = match &args.certs_dir {
         Some(d) if d.exists() && !d.is_dir() => {
             return Err(Failure::usage(anyhow::anyhow!(

@@ -107,9 +107,10 @@ async fn install(a: &ServeInstallArgs) -> CommandResult {
     args.extend(a.serve.iter().cloned());
     let path = a.unit_dir.join(unit::SERVICE);
     let env_path = a.unit_dir.join(unit::ENV_FILE);
-    // The service runs as its own user, without the Docker socket: it
-    // cannot ask the engine for its proxy, so the engine's proxy (with its
-    // login) is fixed now, in a file only root reads.
+    let logins_path = a.unit_dir.join(unit::LOGINS_FILE);
+    let usage = |e: crate::schedule::ScheduleError| Failure::usage(anyhow!(e));
+    // The service runs as its own user, without the Docker socket: the
+    // engine's proxy (with its login) is fixed now, in a file root reads.
     let proxy_given = a
         .serve
         .iter()
@@ -121,42 +122,54 @@ async fn install(a: &ServeInstallArgs) -> CommandResult {
             certs_dir: None,
         };
         let route = super::network(&engine).await?.route;
-        if let crate::net::Route::Proxy {
-            http,
-            https,
-            no_proxy,
-            ..
-        } = &route
-        {
-            let vars: Vec<(&str, String)> = [
-                ("HTTP_PROXY", http),
-                ("HTTPS_PROXY", https),
-                ("NO_PROXY", no_proxy),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, v.clone()?)))
-            .collect();
-            let text = unit::env_file(&vars).map_err(|e| Failure::usage(anyhow!(e)))?;
+        env = unit::proxy_env(&route).map_err(usage)?;
+        if env.is_some() {
             args.extend(["--proxy".to_owned(), "env".to_owned()]);
             say(format!(
-                "the service reaches the mirrors through {route}, from {} (it cannot ask the engine itself)",
+                "the service reaches the mirrors through {route}, from {}",
                 env_path.display()
             ));
-            env = Some(text);
         }
     }
     // Checked by the parser the service will use.
-    super::schedule::parse_installed(&args, "dmirror serve")
+    let cli = super::schedule::parse_installed(&args, "dmirror serve")
         .map_err(|e| Failure::usage(anyhow!(e)))?;
-    let text = unit::service(&exe, &args, env.as_ref().map(|_| env_path.as_path()))
-        .map_err(|e| Failure::usage(anyhow!(e)))?;
+    let logins = match &cli.command {
+        crate::cli::Command::Serve(s) => {
+            // The service's list: its --mirrors, else the built-in one and
+            // /etc/dmirror/mirrors.toml (its XDG_CONFIG_HOME is /etc).
+            let user = std::path::Path::new("/etc/dmirror/mirrors.toml");
+            let list = crate::config::MirrorList::load(&s.run.source.mirrors, Some(user))
+                .map_err(Failure::usage)?;
+            unit::logins(&list, &crate::net::login::Logins::docker_default()).map_err(usage)?
+        }
+        _ => None,
+    };
+    if let Some(l) = &logins {
+        say(format!(
+            "the service uses Docker's logins for {} from {} (a systemd credential)",
+            l.keys.join(", "),
+            logins_path.display()
+        ));
+    }
+    let extras = unit::Extras {
+        env: env.as_ref().map(|_| env_path.as_path()),
+        logins: logins.as_ref().map(|_| logins_path.as_path()),
+    };
+    let text = unit::service(&exe, &args, extras).map_err(usage)?;
     if a.dry_run {
         let mut out = std::io::stdout().lock();
         writeln!(out, "# {}\n{text}", path.display())?;
         return Ok(ExitStatus::Success);
     }
-    let env = env.as_deref().map(|t| (env_path.as_path(), t));
-    unit::install(&path, &text, env, &mut |l| say(l))
+    let mut secrets: Vec<(&std::path::Path, &[u8])> = Vec::new();
+    if let Some(t) = &env {
+        secrets.push((&env_path, t.as_bytes()));
+    }
+    if let Some(l) = &logins {
+        secrets.push((&logins_path, &l.bytes));
+    }
+    unit::install(&path, &text, &secrets, &mut |l| say(l))
         .map_err(|e| Failure::new(ExitStatus::NothingUsable, anyhow!(e)))?;
     Ok(ExitStatus::Success)
 }

@@ -97,6 +97,42 @@ pub fn unmask(
     pick(shown, values)
 }
 
+/// The engine's proxy as a route (direct when it has none or does not
+/// answer), its login read where dockerd read it when `/info` masks it;
+/// an error naming the fix when it cannot be read.
+pub async fn engine_route(
+    located: &super::locate::Located,
+    engine: &super::engine::Engine,
+) -> Result<crate::net::Route, String> {
+    use crate::net::Route;
+    let Ok(info) = engine.info().await else {
+        return Ok(Route::Direct);
+    };
+    let (http, https) = (info.http_proxy.trim(), info.https_proxy.trim());
+    if !masked(http) && !masked(https) {
+        return Ok(Route::of_engine(http, https, &info.no_proxy));
+    }
+    let pid = engine.peer_pid().await;
+    let rootless = located
+        .rootless
+        .then(super::locate::rootless_daemon_json)
+        .flatten();
+    let config = config_file(pid, rootless);
+    let real = |shown: &str, which| -> Result<String, String> {
+        if !masked(shown) {
+            return Ok(shown.to_owned());
+        }
+        unmask(shown, which, config.as_deref(), pid).ok_or_else(|| format!(
+            "the Docker engine's proxy ({shown}) needs a login its /info hides, and dmirror cannot read it where dockerd does (daemon.json's proxies, dockerd's environment): run as root (or as the user a rootless engine runs as), or pass --proxy http://USER:PASSWORD@HOST:PORT"
+        ))
+    };
+    Ok(Route::of_engine(
+        &real(http, Which::Http)?,
+        &real(https, Which::Https)?,
+        &info.no_proxy,
+    ))
+}
+
 /// The daemon.json the dockerd `pid` reads: its `--config-file`, else the
 /// default (`rootless_default` for a rootless engine).
 pub fn config_file(pid: Option<i32>, rootless_default: Option<PathBuf>) -> Option<PathBuf> {

@@ -51,6 +51,15 @@ impl Login {
     }
 }
 
+/// Logins written out as a config.json (`Logins::export`).
+#[derive(Debug, Clone)]
+pub struct Exported {
+    /// The hosts it holds a login for.
+    pub keys: Vec<String>,
+    /// The config.json.
+    pub bytes: Vec<u8>,
+}
+
 /// Where Docker's client configuration is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Logins {
@@ -101,6 +110,40 @@ impl Logins {
         Logins {
             config: dir.map(|d| d.join("config.json")),
         }
+    }
+
+    /// A config.json holding, as plain `auths`, the logins Docker has for
+    /// the registries at `urls` (credential helpers asked now), and the
+    /// keys it holds: for a service that runs as its own user, with no
+    /// home and no helper. `None` when Docker has none of them.
+    pub fn export(&self, urls: &[Url]) -> Result<Option<Exported>, String> {
+        let mut auths = serde_json::Map::new();
+        for url in urls {
+            let Some(key) = Self::key_of(url) else {
+                continue;
+            };
+            if auths.contains_key(&key) {
+                continue;
+            }
+            let entry = match self.for_url(url)? {
+                Some(Login::Basic { username, password }) => serde_json::json!({
+                    "auth": base64::engine::general_purpose::STANDARD
+                        .encode(format!("{username}:{password}")),
+                }),
+                Some(Login::IdentityToken { username, token }) => {
+                    serde_json::json!({"username": username, "identitytoken": token})
+                }
+                None => continue,
+            };
+            auths.insert(key, entry);
+        }
+        if auths.is_empty() {
+            return Ok(None);
+        }
+        let keys = auths.keys().cloned().collect();
+        let doc = serde_json::json!({ "auths": auths });
+        let bytes = serde_json::to_vec_pretty(&doc).map_err(|e| e.to_string())?;
+        Ok(Some(Exported { keys, bytes }))
     }
 
     /// The name Docker keys a registry's login by: `host[:port]`, with
@@ -241,4 +284,41 @@ fn helper_get(helper: &str, key: &str) -> Result<Option<Login>, String> {
             password: a.secret,
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exported_logins_are_only_those_asked_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.json");
+        let auth = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        std::fs::write(
+            &config,
+            serde_json::json!({"auths": {
+                "127.0.0.1:5000": {"auth": auth("alice:pw1")},
+                "127.0.0.1:6000": {"auth": auth("bob:pw2")},
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let logins = Logins {
+            config: Some(config),
+        };
+        let url: Url = "http://127.0.0.1:5000/".parse().unwrap();
+        let none: Url = "http://127.0.0.1:7000/".parse().unwrap();
+        let Exported { keys, bytes } = logins.export(&[url.clone(), none]).unwrap().unwrap();
+        assert_eq!(keys, ["127.0.0.1:5000"]);
+        let out = dir.path().join("exported.json");
+        std::fs::write(&out, &bytes).unwrap();
+        assert!(!String::from_utf8_lossy(&bytes).contains("6000"));
+        let back = Logins { config: Some(out) }.for_url(&url).unwrap();
+        assert!(
+            matches!(back, Some(Login::Basic { ref username, ref password }) if username == "alice" && password == "pw1")
+        );
+        let nothing: Url = "http://127.0.0.1:7000/".parse().unwrap();
+        assert!(logins.export(&[nothing]).unwrap().is_none());
+    }
 }

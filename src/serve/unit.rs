@@ -14,9 +14,45 @@ pub const SERVICE: &str = "dmirror-serve.service";
 /// (root's only: a proxy's URL may carry its password), beside the unit.
 pub const ENV_FILE: &str = "dmirror-serve.env";
 
+/// The environment file for a service reaching the mirrors through
+/// `route` (the engine's proxy, read at install time); `None` when it is
+/// not a proxy.
+pub fn proxy_env(route: &crate::net::Route) -> Result<Option<String>, ScheduleError> {
+    let crate::net::Route::Proxy {
+        http,
+        https,
+        no_proxy,
+        ..
+    } = route
+    else {
+        return Ok(None);
+    };
+    let vars: Vec<(&str, String)> = [
+        ("HTTP_PROXY", http),
+        ("HTTPS_PROXY", https),
+        ("NO_PROXY", no_proxy),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, v.clone()?)))
+    .collect();
+    env_file(&vars).map(Some)
+}
+
+/// Docker's logins for the mirrors of `list`, for the service (its own
+/// user reads neither the installer's config nor its credential helpers).
+pub fn logins(
+    list: &crate::config::MirrorList,
+    docker: &crate::net::login::Logins,
+) -> Result<Option<crate::net::login::Exported>, ScheduleError> {
+    let urls: Vec<reqwest::Url> = list.enabled().map(|m| m.url.clone()).collect();
+    docker
+        .export(&urls)
+        .map_err(|e| ScheduleError::Refused(format!("Docker's logins: {e}")))
+}
+
 /// The environment file's text: one `NAME=value` line each. Values a
 /// systemd environment file cannot carry plainly are refused.
-pub fn env_file(vars: &[(&str, String)]) -> Result<String, ScheduleError> {
+fn env_file(vars: &[(&str, String)]) -> Result<String, ScheduleError> {
     let mut text =
         String::from("# Written by `dmirror serve install`: the Docker engine's proxy.\n");
     for (name, value) in vars {
@@ -33,7 +69,19 @@ pub fn env_file(vars: &[(&str, String)]) -> Result<String, ScheduleError> {
     Ok(text)
 }
 
-pub fn service(exe: &Path, args: &[String], env: Option<&Path>) -> Result<String, ScheduleError> {
+/// Docker's logins for the service's mirrors (root's only), passed to the
+/// service as a systemd credential: its own user cannot read root's files.
+pub const LOGINS_FILE: &str = "dmirror-serve.docker-config.json";
+
+/// Files beside the unit the service reads: the proxy's environment, the
+/// logins.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Extras<'a> {
+    pub env: Option<&'a Path>,
+    pub logins: Option<&'a Path>,
+}
+
+pub fn service(exe: &Path, args: &[String], extras: Extras<'_>) -> Result<String, ScheduleError> {
     schedule::Job {
         exe: exe.to_owned(),
         args: args.to_vec(),
@@ -48,14 +96,18 @@ pub fn service(exe: &Path, args: &[String], env: Option<&Path>) -> Result<String
         .map(|w| schedule::systemd_word(w))
         .collect::<Vec<_>>()
         .join(" ");
-    let env = env
-        .map(|p| {
-            format!(
-                "EnvironmentFile={}\n",
-                schedule::systemd_word(&p.display().to_string())
-            )
-        })
+    let word = |p: &Path| schedule::systemd_word(&p.display().to_string());
+    let mut env = extras
+        .env
+        .map(|p| format!("EnvironmentFile={}\n", word(p)))
         .unwrap_or_default();
+    if let Some(p) = extras.logins {
+        // %d: the service's credentials directory; Docker's config dir.
+        env.push_str(&format!(
+            "LoadCredential=config.json:{}\nEnvironment=DOCKER_CONFIG=%d\n",
+            word(p)
+        ));
+    }
     Ok(format!(
         "\
 # Installed by `dmirror serve install`; remove with `dmirror serve remove`.
@@ -107,11 +159,11 @@ WantedBy=multi-user.target
 pub fn install(
     path: &Path,
     text: &str,
-    env: Option<(&Path, &str)>,
+    secrets: &[(&Path, &[u8])],
     note: &mut dyn FnMut(String),
 ) -> Result<(), ScheduleError> {
-    if let Some((p, t)) = env {
-        crate::files::atomic_write_secret(p, t.as_bytes())
+    for (p, bytes) in secrets {
+        crate::files::atomic_write_secret(p, bytes)
             .map_err(|e| ScheduleError::Refused(format!("cannot write {}: {e}", p.display())))?;
         note(format!("wrote {} (readable by root only)", p.display()));
     }
@@ -147,6 +199,7 @@ pub fn remove(path: &Path, said: &mut dyn FnMut(String)) -> Result<bool, Schedul
     }
     schedule::remove_file(path, said)?;
     schedule::remove_file(&dir.join(ENV_FILE), said)?;
+    schedule::remove_file(&dir.join(LOGINS_FILE), said)?;
     if schedule::manages(dir) {
         if let Err(e) = schedule::systemctl(&["daemon-reload"]) {
             said(format!("warning: {e}"));
