@@ -123,13 +123,13 @@ complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and not __fish
 complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and not __fish_seen_subcommand_from install remove help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -l at -d 'Local time of day to run at, HH:MM (systemd adds up to 30 minutes of random delay, cron a fixed per-machine one)' -r
 complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -l binary -d 'The dmirror binary the job runs. Default: this one, unless it lives in a build or temporary directory (install it first: cargo install --locked --path . --root /usr/local)' -r -F
-complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -l unit-dir -d 'Where systemd units go' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -l unit-dir -d 'Where systemd units go. [run as a user: ~/.config/systemd/user, driven with systemctl --user]' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -l cron-dir -d 'Where the cron entry goes' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -l cron -d 'A /etc/cron.d entry instead of a systemd timer'
 complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -l dry-run -d 'Print what would be installed and change nothing'
 complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -s h -l help -d 'Print help'
 complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from install" -s V -l version -d 'Print version'
-complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from remove" -l unit-dir -d 'Where systemd units go' -r -F
+complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from remove" -l unit-dir -d 'Where systemd units go. [run as a user: ~/.config/systemd/user, driven with systemctl --user]' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from remove" -l cron-dir -d 'Where the cron entry goes' -r -F
 complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from remove" -l dry-run -d 'Print what would be removed and change nothing'
 complete -c dmirror -n "__fish_dmirror_using_subcommand schedule; and __fish_seen_subcommand_from remove" -s h -l help -d 'Print help'

@@ -27,9 +27,42 @@ pub enum ScheduleError {
 pub struct Places {
     pub unit_dir: PathBuf,
     pub cron_dir: PathBuf,
+    /// A user's job (`systemctl --user`, their own engine, e.g. rootless
+    /// Docker), not the system's.
+    pub user: bool,
 }
 
 impl Places {
+    /// Whether to drive systemctl for these units: the system's units
+    /// where systemd runs, a user's where their manager runs.
+    fn managed(&self) -> bool {
+        if self.user {
+            let manager = std::env::var_os("XDG_RUNTIME_DIR")
+                .map(|d| PathBuf::from(d).join("systemd/private"));
+            Some(&self.unit_dir) == user_unit_dir().as_ref() && manager.is_some_and(|m| m.exists())
+        } else {
+            manages(&self.unit_dir)
+        }
+    }
+
+    fn systemctl(&self, args: &[&str]) -> Result<(), String> {
+        let mut all = Vec::with_capacity(args.len() + 1);
+        if self.user {
+            all.push("--user");
+        }
+        all.extend_from_slice(args);
+        systemctl(&all)
+    }
+
+    /// `systemctl` or `systemctl --user`, for messages.
+    fn shown(&self) -> &'static str {
+        if self.user {
+            "systemctl --user"
+        } else {
+            "systemctl"
+        }
+    }
+
     /// Every file a job of either kind consists of.
     pub fn all(&self) -> [PathBuf; 3] {
         [
@@ -144,7 +177,13 @@ fn cron_word(w: &str) -> String {
     quoted.replace('%', "\\%")
 }
 
-pub fn service_unit(job: &Job) -> String {
+/// A user's systemd units (`~/.config/systemd/user`).
+pub fn user_unit_dir() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("systemd/user"))
+}
+
+/// The job's service; a user's (`user`) waits for no system target.
+pub fn service_unit(job: &Job, user: bool) -> String {
     let exec = std::iter::once(job.exe.display().to_string())
         .chain(job.args.iter().cloned())
         .map(|w| systemd_word(&w))
@@ -160,13 +199,17 @@ pub fn service_unit(job: &Job) -> String {
             )
         })
         .unwrap_or_default();
+    let after = if user {
+        "After=docker.service"
+    } else {
+        "Wants=network-online.target\nAfter=network-online.target docker.service"
+    };
     format!(
         "\
 # Installed by `dmirror schedule install`; remove with `dmirror schedule remove`.
 [Unit]
 Description=Re-rank registry mirrors and apply the best (dmirror)
-Wants=network-online.target
-After=network-online.target docker.service
+{after}
 
 [Service]
 Type=oneshot
@@ -286,16 +329,16 @@ pub fn remove_systemd(
     if !paths.iter().any(|p| p.exists()) {
         return Ok(false);
     }
-    if manages(&places.unit_dir) {
-        if let Err(e) = systemctl(&["disable", "--now", TIMER]) {
+    if places.managed() {
+        if let Err(e) = places.systemctl(&["disable", "--now", TIMER]) {
             said(format!("warning: {e}"));
         }
     }
     for p in &paths {
         remove_file(p, said)?;
     }
-    if manages(&places.unit_dir) {
-        if let Err(e) = systemctl(&["daemon-reload"]) {
+    if places.managed() {
+        if let Err(e) = places.systemctl(&["daemon-reload"]) {
             said(format!("warning: {e}"));
         }
     }
@@ -341,7 +384,10 @@ pub fn job_files(job: &Job, at: (u8, u8), cron: bool, places: &Places) -> Vec<(P
         )]
     } else {
         vec![
-            (places.unit_dir.join(SERVICE), service_unit(job)),
+            (
+                places.unit_dir.join(SERVICE),
+                service_unit(job, places.user),
+            ),
             (places.unit_dir.join(TIMER), timer_unit(at)),
         ]
     }
@@ -370,19 +416,22 @@ pub fn install(
         return Ok(());
     }
     remove_cron(places, note)?;
-    if manages(&places.unit_dir) {
-        systemctl(&["daemon-reload"])
-            .and_then(|()| systemctl(&["enable", "--now", TIMER]))
+    let ctl = places.shown();
+    if places.managed() {
+        places
+            .systemctl(&["daemon-reload"])
+            .and_then(|()| places.systemctl(&["enable", "--now", TIMER]))
             .map_err(ScheduleError::Systemd)?;
         note(format!(
-            "enabled {TIMER}: the nightly apply runs at {:02}:{:02} plus up to {} minutes; see systemctl list-timers and journalctl -u {SERVICE}",
+            "enabled {TIMER}: the nightly apply runs at {:02}:{:02} plus up to {} minutes; see {ctl} list-timers and journalctl {}-u {SERVICE}",
             at.0,
             at.1,
-            SPREAD_SECS / 60
+            SPREAD_SECS / 60,
+            if places.user { "--user " } else { "" }
         ));
     } else {
         note(format!(
-            "systemd does not manage {} here; enable the timer with: systemctl daemon-reload && systemctl enable --now {TIMER}",
+            "systemd does not manage {} here; enable the timer with: {ctl} daemon-reload && {ctl} enable --now {TIMER}",
             places.unit_dir.display()
         ));
     }
@@ -441,12 +490,14 @@ mod tests {
 
     #[test]
     fn exec_words_are_quoted_for_systemd() {
-        let unit = service_unit(&job(&[
-            "apply",
-            "--reload",
-            "--mirrors",
-            "/etc/my mirrors.toml",
-        ]));
+        let unit = service_unit(
+            &job(&["apply", "--reload", "--mirrors", "/etc/my mirrors.toml"]),
+            false,
+        );
+        assert!(unit.contains("After=network-online.target docker.service\n"));
+        let user = service_unit(&job(&["apply", "--reload"]), true);
+        assert!(!user.contains("network-online"), "{user}");
+        assert!(user.contains("After=docker.service\n"), "{user}");
         assert!(
             unit.contains(
                 "ExecStart=/usr/local/bin/dmirror apply --reload --mirrors \"/etc/my mirrors.toml\"\n"

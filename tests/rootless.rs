@@ -59,7 +59,12 @@ impl User {
         let runtime = PathBuf::from(format!("/run/user/{uid}"));
         // A clean start: what an earlier run left goes.
         let _ = fs::remove_dir_all(&runtime);
-        for d in [".config/docker", ".local/share/docker", "lab"] {
+        for d in [
+            ".config/docker",
+            ".local/share/docker",
+            "lab",
+            ".config/systemd",
+        ] {
             let _ = fs::remove_dir_all(home.join(d));
         }
         fs::create_dir_all(&runtime).unwrap();
@@ -210,14 +215,13 @@ fn apply_finds_merges_and_reloads_a_real_rootless_engine() {
     origin.push("library/small", "latest", &image);
     let other = Image::synthetic(192, "amd64", &[128 * 1024]);
     origin.push("library/other", "latest", &other);
-    let urls = lab.nginx(&[(
-        "good",
-        Front::Proxy {
-            upstream: origin.port,
-            rate: None,
-        },
-    )]);
+    let proxy = || Front::Proxy {
+        upstream: origin.port,
+        rate: None,
+    };
+    let urls = lab.nginx(&[("good", proxy()), ("other", proxy())]);
     let good = urls["good"].clone();
+    let other_mirror = urls["other"].clone();
     let mirrors = user.write(
         "lab/mirrors.toml",
         format!(
@@ -300,8 +304,69 @@ fn apply_finds_merges_and_reloads_a_real_rootless_engine() {
         "dmirror pull loaded the image into the rootless engine: {}",
         text(&id)
     );
+
+    // The nightly job, installed by the user: their own systemd timer (no
+    // user manager runs here, so the files and the commands to enable
+    // them), whose command, run as the user, applies to their engine.
+    let nightly = user.write(
+        "lab/nightly.toml",
+        format!(
+            "[[mirror]]\nname = \"other\"\nurl = \"{other_mirror}\"\n\n[[mirror]]\nname = \"origin\"\nurl = \"http://127.0.0.1:{}\"\nupstream = true\n",
+            lab.refused_port()
+        )
+        .as_bytes(),
+    );
+    let bin = env!("CARGO_BIN_EXE_dmirror");
+    let schedule = |extra: &[&str]| {
+        user.command(bin)
+            .args(["schedule", "install", "--binary", bin])
+            .args(extra)
+            .args(["--", "--image", "small", "--timeout", "3s", "--mirrors"])
+            .arg(&nightly)
+            .output()
+            .unwrap()
+    };
+    let out = schedule(&["--cron"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("systemd user timer"), "{}", text(&out));
+    let out = schedule(&[]);
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(
+            "systemctl --user daemon-reload && systemctl --user enable --now dmirror-apply.timer"
+        ),
+        "{said}"
+    );
+    let units = user.home.join(".config/systemd/user");
+    let service =
+        fs::read_to_string(units.join("dmirror-apply.service")).expect("the user's service");
+    assert!(units.join("dmirror-apply.timer").exists());
+    assert!(!service.contains("network-online"), "{service}");
+    let exec: Vec<&str> = service
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart")
+        .split(' ')
+        .collect();
+    let out = user.command(exec[0]).args(&exec[1..]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let info = user.docker(&["info", "--format", "{{json .RegistryConfig.Mirrors}}"]);
+    assert!(
+        text(&info).contains(&format!("{other_mirror}/")),
+        "the nightly job applied to the rootless engine: {}",
+        text(&info)
+    );
+    let out = user
+        .command(bin)
+        .args(["schedule", "remove"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!units.join("dmirror-apply.service").exists());
+
     drop(engine);
-    for d in [".local/share/docker", "lab"] {
+    for d in [".local/share/docker", "lab", ".config/systemd"] {
         let _ = fs::remove_dir_all(user.home.join(d));
     }
 }

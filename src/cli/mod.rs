@@ -356,7 +356,8 @@ pub struct ScheduleRemoveArgs {
 
 #[derive(Debug, Args)]
 pub struct SchedulePlaces {
-    /// Where systemd units go.
+    /// Where systemd units go. [run as a user: ~/.config/systemd/user,
+    /// driven with systemctl --user]
     #[arg(long, value_name = "DIR", default_value = "/etc/systemd/system")]
     pub unit_dir: PathBuf,
 

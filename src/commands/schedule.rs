@@ -19,10 +19,20 @@ pub fn run(command: &ScheduleCommand) -> CommandResult {
     }
 }
 
+/// Where the job goes: the system's (root), else the user's own systemd
+/// units (`~/.config/systemd/user`, `systemctl --user`): a user's nightly
+/// apply reaches their engine (rootless Docker), not the system's.
 fn places(p: &SchedulePlaces) -> Places {
+    // SAFETY: geteuid cannot fail.
+    let user = unsafe { libc::geteuid() } != 0;
+    let default = p.unit_dir == std::path::Path::new("/etc/systemd/system");
     Places {
-        unit_dir: p.unit_dir.clone(),
+        unit_dir: match schedule::user_unit_dir() {
+            Some(d) if user && default => d,
+            _ => p.unit_dir.clone(),
+        },
         cron_dir: p.cron_dir.clone(),
+        user,
     }
 }
 
@@ -58,6 +68,11 @@ fn install(args: &ScheduleInstallArgs) -> CommandResult {
     };
     job.check().map_err(failure)?;
     let places = places(&args.places);
+    if places.user && args.cron {
+        return Err(Failure::usage(anyhow!(
+            "--cron writes /etc/cron.d, which is root's; as a user the nightly job is a systemd user timer (leave out --cron)"
+        )));
+    }
     if args.dry_run {
         let mut out = std::io::stdout().lock();
         for (path, text) in schedule::job_files(&job, at, args.cron, &places) {
