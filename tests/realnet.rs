@@ -52,13 +52,9 @@ fn status<'a>(doc: &'a serde_json::Value, name: &str) -> &'a str {
         .unwrap_or("missing")
 }
 
-/// A tinyproxy on loopback; its log file.
-fn tinyproxy(lab: &mut Lab) -> (u16, PathBuf) {
-    tinyproxy_with(lab, None)
-}
-
-/// A tinyproxy on loopback that wants `login` (user, password) when given.
-fn tinyproxy_with(lab: &mut Lab, login: Option<(&str, &str)>) -> (u16, PathBuf) {
+/// A tinyproxy on loopback that wants `login` (user, password) when
+/// given; its port and log file.
+fn tinyproxy(lab: &mut Lab, login: Option<(&str, &str)>) -> (u16, PathBuf) {
     let bin = require("tinyproxy", "tinyproxy");
     let port = free_port();
     let log = lab.path("tinyproxy.log");
@@ -84,6 +80,38 @@ fn tinyproxy_with(lab: &mut Lab, login: Option<(&str, &str)>) -> (u16, PathBuf) 
     (port, log)
 }
 
+/// A real dockerd whose proxy (HTTP_PROXY and HTTPS_PROXY in its
+/// environment, as a systemd drop-in sets them) is a real tinyproxy,
+/// wanting `login` when given.
+struct ProxiedEngine {
+    /// The proxy's URL, with its login.
+    proxy: String,
+    port: u16,
+    log: PathBuf,
+    dockerd: Dockerd,
+}
+
+fn engine_behind_a_proxy(lab: &mut Lab, login: Option<(&str, &str)>) -> ProxiedEngine {
+    let (port, log) = tinyproxy(lab, login);
+    let proxy = match login {
+        Some((u, p)) => format!("http://{u}:{p}@127.0.0.1:{port}"),
+        None => format!("http://127.0.0.1:{port}"),
+    };
+    let config = lab.path("daemon.json");
+    std::fs::write(&config, "{}\n").expect("write");
+    let dockerd = Dockerd::start_with_env(
+        &lab.path("docker"),
+        &config,
+        &[("HTTP_PROXY", &proxy), ("HTTPS_PROXY", &proxy)],
+    );
+    ProxiedEngine {
+        proxy,
+        port,
+        log,
+        dockerd,
+    }
+}
+
 /// Issue 14, item 1: probe goes the engine's way. With a real dockerd whose
 /// proxy is a real tinyproxy, the mirror is reached through that proxy,
 /// whatever the shell says (a dead http_proxy must not matter), and the
@@ -100,15 +128,12 @@ fn the_engines_proxy_not_the_shells() {
         "latest",
         &Image::synthetic(60, "amd64", &[256 * 1024]),
     );
-    let (proxy_port, proxy_log) = tinyproxy(&mut lab);
-    let proxy = format!("http://127.0.0.1:{proxy_port}");
-    let config = lab.path("daemon.json");
-    std::fs::write(&config, "{}\n").expect("write");
-    let d = Dockerd::start_with_env(
-        &lab.path("docker"),
-        &config,
-        &[("HTTP_PROXY", &proxy), ("HTTPS_PROXY", &proxy)],
-    );
+    let ProxiedEngine {
+        proxy,
+        log: proxy_log,
+        dockerd: d,
+        ..
+    } = engine_behind_a_proxy(&mut lab, None);
     let m = lab.mirrors_toml("m.toml", &[("mirror", origin.url(), "")]);
     let dead = format!("http://127.0.0.1:{}", lab.refused_port());
     let shell = [
@@ -325,15 +350,12 @@ fn the_engines_proxy_with_a_login() {
         "latest",
         &Image::synthetic(62, "amd64", &[256 * 1024]),
     );
-    let (proxy_port, proxy_log) = tinyproxy_with(&mut lab, Some(("dm", "s3cret")));
-    let proxy = format!("http://dm:s3cret@127.0.0.1:{proxy_port}");
-    let config = lab.path("daemon.json");
-    std::fs::write(&config, "{}\n").expect("write");
-    let d = Dockerd::start_with_env(
-        &lab.path("docker"),
-        &config,
-        &[("HTTP_PROXY", &proxy), ("HTTPS_PROXY", &proxy)],
-    );
+    let ProxiedEngine {
+        proxy,
+        port: proxy_port,
+        log: proxy_log,
+        dockerd: d,
+    } = engine_behind_a_proxy(&mut lab, Some(("dm", "s3cret")));
     let info = engine_info(&d.host());
     assert!(
         info.contains("xxxxx:xxxxx@127.0.0.1"),
@@ -426,15 +448,12 @@ fn serve_install_gives_the_service_the_engines_proxy() {
     let mut lab = Lab::new();
     let origin = lab.registry("origin");
     origin.push(REPO, "latest", &Image::synthetic(64, "amd64", &[64 * 1024]));
-    let (proxy_port, proxy_log) = tinyproxy_with(&mut lab, Some(("dm", "s3cret")));
-    let proxy = format!("http://dm:s3cret@127.0.0.1:{proxy_port}");
-    let config = lab.path("daemon.json");
-    std::fs::write(&config, "{}\n").expect("write");
-    let d = Dockerd::start_with_env(
-        &lab.path("docker"),
-        &config,
-        &[("HTTP_PROXY", &proxy), ("HTTPS_PROXY", &proxy)],
-    );
+    let ProxiedEngine {
+        proxy,
+        log: proxy_log,
+        dockerd: d,
+        ..
+    } = engine_behind_a_proxy(&mut lab, Some(("dm", "s3cret")));
     let m = lab.mirrors_toml("m.toml", &[("mirror", origin.url(), "")]);
     let units = lab.path("units");
     std::fs::create_dir_all(&units).expect("mkdir");
@@ -558,15 +577,12 @@ fn serve_reaches_the_mirrors_through_the_engines_proxy() {
     let origin = lab.registry("origin");
     let image = Image::synthetic(61, "amd64", &[512 * 1024]);
     origin.push(REPO, "latest", &image);
-    let (proxy_port, proxy_log) = tinyproxy(&mut lab);
-    let proxy = format!("http://127.0.0.1:{proxy_port}");
-    let config = lab.path("daemon.json");
-    std::fs::write(&config, "{}\n").expect("write");
-    let d = Dockerd::start_with_env(
-        &lab.path("docker"),
-        &config,
-        &[("HTTP_PROXY", &proxy), ("HTTPS_PROXY", &proxy)],
-    );
+    let ProxiedEngine {
+        proxy,
+        log: proxy_log,
+        dockerd: d,
+        ..
+    } = engine_behind_a_proxy(&mut lab, None);
     let refused = format!("http://127.0.0.1:{}", lab.refused_port());
     let m = lab.mirrors_toml(
         "m.toml",
