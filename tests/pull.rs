@@ -128,7 +128,10 @@ fn pull_over_several_mirrors_to_an_oci_layout() {
     // machine is busy), so the bar is a share, not a third.
     for name in ["a", "b", "c"] {
         let bytes = source(&v, name)["bytes"].as_u64().unwrap_or(0);
-        assert!(bytes > MB as u64 / 4, "{name} served only {bytes} bytes: {v}");
+        assert!(
+            bytes > MB as u64 / 4,
+            "{name} served only {bytes} bytes: {v}"
+        );
         assert!(source(&v, name)["dropped"].is_null());
     }
     let (digest, layers) = skopeo_inspect(&dir);
