@@ -233,7 +233,22 @@ fn cache_lists_sizes_and_prunes_what_pull_and_serve_left() {
         "a link is not a blob: {blobs}"
     );
 
+    // A private download a killed server left (idle an hour), and one a
+    // running server is writing.
+    let abandoned = partial.join(".private-abandoned");
+    let live = partial.join(".private-live");
+    fs::write(&abandoned, vec![4u8; 700]).unwrap();
+    fs::write(&live, vec![5u8; 300]).unwrap();
+    File::options()
+        .append(true)
+        .open(&abandoned)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+
     let all = json(&cache(&lab, &["prune", "--all", "--json"]));
+    assert!(!abandoned.exists(), "an abandoned private download stays");
+    assert!(live.exists(), "a private download under way was removed");
     assert_eq!(all["in_use"], 1, "{all}");
     assert_eq!(
         all["left_bytes"], 1000,

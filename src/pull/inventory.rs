@@ -435,6 +435,10 @@ pub fn prune(
     } else {
         None
     };
+    if !dry_run {
+        // What a server killed mid-download left in a private file.
+        store.sweep_private(super::store::PRIVATE_IDLE);
+    }
     let inv = Inventory::read(store)?;
     let idle: Vec<&Partial> = inv.partials.iter().filter(|p| !p.busy).collect();
     let busy: Vec<&Partial> = inv.partials.iter().filter(|p| p.busy).collect();

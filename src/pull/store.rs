@@ -26,6 +26,9 @@ pub struct TagRecord {
 
 /// How a private stream file's name starts.
 pub const PRIVATE: &str = ".private-";
+/// A private stream file not written for this long was left by a server
+/// killed mid-download (see `Store::sweep_private`).
+pub const PRIVATE_IDLE: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct Store {

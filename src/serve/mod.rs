@@ -157,10 +157,6 @@ impl Ctx {
     }
 }
 
-/// A private stream file not written for this long was left by a server
-/// killed mid-download (see `Store::sweep_private`).
-const PRIVATE_IDLE: Duration = Duration::from_secs(600);
-
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("cannot listen on {0}: {1}")]
@@ -185,7 +181,7 @@ pub async fn run(
     };
     let store = crate::pull::store::Store::new(settings.cache_root.clone())
         .map_err(|e| ServeError::Cache(settings.cache_root.clone(), e))?;
-    store.sweep_private(PRIVATE_IDLE);
+    store.sweep_private(crate::pull::store::PRIVATE_IDLE);
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .map_err(|e| ServeError::Listen(settings.listen, e))?;
