@@ -121,6 +121,12 @@ pub fn open_no_follow(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
+/// Does another process hold `path` locked (`flock`: a download writing
+/// it)? A file that cannot be opened is held by no one.
+pub fn held_elsewhere(path: &Path) -> bool {
+    File::open(path).is_ok_and(|f| matches!(f.try_lock_shared(), Err(fs::TryLockError::WouldBlock)))
+}
+
 /// Read a file dmirror owns or is told to read (configuration, state): a
 /// regular file of at most `max` bytes, or `None` when there is none.
 /// Symlinks are followed (a symlinked daemon.json is common), but a FIFO,

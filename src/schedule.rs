@@ -308,8 +308,24 @@ pub(crate) fn systemctl(args: &[&str]) -> Result<(), String> {
 
 /// Write one of the job's files atomically, world-readable.
 pub(crate) fn write_file(path: &Path, text: &str) -> Result<(), ScheduleError> {
+    write_with(path, text.as_bytes(), false)
+}
+
+/// `write_file` of a file only root reads (a proxy's or a registry's
+/// password).
+pub(crate) fn write_secret(path: &Path, bytes: &[u8]) -> Result<(), ScheduleError> {
+    write_with(path, bytes, true)
+}
+
+fn write_with(path: &Path, bytes: &[u8], secret: bool) -> Result<(), ScheduleError> {
     files::check_writable(path)
-        .and_then(|()| files::atomic_write(path, text.as_bytes(), None))
+        .and_then(|()| {
+            if secret {
+                files::atomic_write_secret(path, bytes)
+            } else {
+                files::atomic_write(path, bytes, None)
+            }
+        })
         .map_err(|e| {
             let hint = if e.kind() == std::io::ErrorKind::PermissionDenied {
                 "; run with sudo"

@@ -23,6 +23,19 @@ fn cache(lab: &Lab, args: &[&str]) -> Output {
         .expect("run dmirror cache")
 }
 
+/// `dmirror pull ARGS` over `mirrors` into an OCI layout in the lab.
+fn pull_to_oci(lab: &Lab, mirrors: &Path, args: &[&str]) -> Output {
+    dmirror(lab)
+        .arg("pull")
+        .args(args)
+        .args(["--timeout", "2s", "--output"])
+        .arg(format!("oci:{}", lab.path("oci").display()))
+        .arg("--mirrors")
+        .arg(mirrors)
+        .output()
+        .expect("pull")
+}
+
 fn json(out: &Output) -> serde_json::Value {
     assert_eq!(
         out.status.code(),
@@ -78,21 +91,7 @@ fn cache_lists_sizes_and_prunes_what_pull_and_serve_left() {
     let root = lab.path("cache").join("dmirror");
 
     // pull records the index, the platform's manifest and the tag.
-    let out = dmirror(&lab)
-        .args([
-            "pull",
-            "small",
-            "--platform",
-            "linux/amd64",
-            "--timeout",
-            "2s",
-        ])
-        .arg("--output")
-        .arg(format!("oci:{}", lab.path("oci").display()))
-        .arg("--mirrors")
-        .arg(&mirrors)
-        .output()
-        .expect("pull");
+    let out = pull_to_oci(&lab, &mirrors, &["small", "--platform", "linux/amd64"]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -395,22 +394,7 @@ fn pull_waits_for_the_blob_serve_is_fetching_into_the_same_cache() {
         std::thread::sleep(Duration::from_millis(20));
     }
 
-    let out = dmirror(&lab)
-        .args([
-            "pull",
-            "big",
-            "--json",
-            "--timeout",
-            "2s",
-            "--proxy",
-            "none",
-        ])
-        .arg("--output")
-        .arg(format!("oci:{}", lab.path("oci").display()))
-        .arg("--mirrors")
-        .arg(&mirrors)
-        .output()
-        .expect("pull");
+    let out = pull_to_oci(&lab, &mirrors, &["big", "--json", "--proxy", "none"]);
     let err = String::from_utf8_lossy(&out.stderr);
     let report = json(&out);
     assert!(

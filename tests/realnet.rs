@@ -767,21 +767,41 @@ fn logins_as_docker_has_them() {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = dmirror(&lab)
-        .args([
-            "serve",
-            "install",
-            "--binary",
-            env!("CARGO_BIN_EXE_dmirror"),
-        ])
-        .arg("--unit-dir")
-        .arg(&units)
-        .args(["--", "--proxy", "none", "--mirrors"])
-        .arg(&m)
-        .env("DOCKER_CONFIG", &docker_config)
-        .env("PATH", &path_with_helper)
-        .output()
-        .expect("serve install");
+    let install = |config: &Path| {
+        dmirror(&lab)
+            .args([
+                "serve",
+                "install",
+                "--binary",
+                env!("CARGO_BIN_EXE_dmirror"),
+            ])
+            .arg("--unit-dir")
+            .arg(&units)
+            .args(["--", "--proxy", "none", "--mirrors"])
+            .arg(&m)
+            .env("DOCKER_CONFIG", config)
+            .env("PATH", &path_with_helper)
+            .output()
+            .expect("serve install")
+    };
+    // A Docker config that cannot be read stops the install, naming it,
+    // before anything is written: the service would run without logins.
+    let broken = lab.path("broken-docker-config");
+    std::fs::create_dir_all(&broken).expect("mkdir");
+    std::fs::write(broken.join("config.json"), "{\"auths\": ").expect("write");
+    let out = install(&broken);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&broken.join("config.json").display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read_dir(&units).unwrap().count(),
+        0,
+        "something was written"
+    );
+    let out = install(&docker_config);
     let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert_eq!(out.status.code(), Some(0), "{said}");
     assert!(!said.contains("secret"), "a password was printed: {said}");

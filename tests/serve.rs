@@ -54,6 +54,31 @@ fn proxied(lab: &mut Lab, name: &str, upstream: u16, rate: &'static str) -> Stri
     lab.nginx(&[(name, Front::Proxy { upstream, rate })])[name].clone()
 }
 
+/// The list of one mirror, nginx over `origin` at 1 MB/s per
+/// connection, and a refused upstream.
+fn one_slow_mirror(lab: &mut Lab, origin: u16) -> PathBuf {
+    let slow = proxied(lab, "slow", origin, "1m");
+    toml_of(
+        lab,
+        "m.toml",
+        &[
+            ("slow".into(), slow, String::new()),
+            upstream_entry(lab, "docker.io"),
+        ],
+    )
+}
+
+/// GET `url` on another thread: the status and the whole body, or the
+/// error that ended the transfer.
+fn get_later(url: String) -> std::thread::JoinHandle<reqwest::Result<(u16, Vec<u8>)>> {
+    std::thread::spawn(move || {
+        let mut body = Vec::new();
+        let mut r = http().get(url).send()?;
+        r.copy_to(&mut body)?;
+        Ok((r.status().as_u16(), body))
+    })
+}
+
 /// Upstream of every registry: a refused port, so nothing leaves the machine.
 fn upstream_entry(lab: &Lab, registry: &str) -> (String, String, String) {
     (
@@ -691,15 +716,7 @@ fn a_disk_filling_up_makes_room_from_the_least_recently_used_blobs() {
     origin.push("library/old", "latest", &old);
     let new = Image::synthetic(183, "amd64", &[4 * MB]);
     origin.push("library/new", "latest", &new);
-    let slow = proxied(&mut lab, "slow", origin.port, "1m");
-    let mirrors = toml_of(
-        &lab,
-        "m.toml",
-        &[
-            ("slow".into(), slow, String::new()),
-            upstream_entry(&lab, "docker.io"),
-        ],
-    );
+    let mirrors = one_slow_mirror(&mut lab, origin.port);
     let root = cache.join("dmirror");
     let s = Serve::start(
         &lab,
@@ -726,14 +743,7 @@ fn a_disk_filling_up_makes_room_from_the_least_recently_used_blobs() {
     );
     let layer = new.layers[0].clone();
     let url = format!("{}/v2/library/new/blobs/{}", s.url, layer.digest);
-    let getter = std::thread::spawn(move || {
-        let mut body = Vec::new();
-        http()
-            .get(url)
-            .send()
-            .and_then(|mut r| r.copy_to(&mut body).map(|_| r.status()))
-            .map(|status| (status, body))
-    });
+    let getter = get_later(url);
     let stream = root.join(format!(
         "partial/{}.stream",
         layer.digest.trim_start_matches("sha256:")
@@ -754,7 +764,7 @@ fn a_disk_filling_up_makes_room_from_the_least_recently_used_blobs() {
         .join()
         .unwrap()
         .unwrap_or_else(|e| panic!("the new layer: {e}\n{}", s.log()));
-    assert_eq!(status.as_u16(), 200, "{}", s.log());
+    assert_eq!(status, 200, "{}", s.log());
     assert_eq!(lab::sha256(&body), layer.digest, "{}", s.log());
     let log = s.log();
     assert!(log.contains("short of space: removed"), "{log}");
@@ -841,32 +851,14 @@ fn two_servers_on_one_cache_stream_one_blob_at_once() {
     let image = Image::synthetic(187, "amd64", &[3 * MB]);
     origin.push(REPO, "latest", &image);
     let layer = image.layers[0].clone();
-    let slow = proxied(&mut lab, "slow", origin.port, "1m");
-    let mirrors = toml_of(
-        &lab,
-        "m.toml",
-        &[
-            ("slow".into(), slow, String::new()),
-            upstream_entry(&lab, "docker.io"),
-        ],
-    );
+    let mirrors = one_slow_mirror(&mut lab, origin.port);
     let cache = lab.path("shared-cache");
     let args = ["--image", "small", "--cache-dir", cache.to_str().unwrap()];
     let one = Serve::start(&lab, &mirrors, &args);
     let two = Serve::start(&lab, &mirrors, &args);
     one.wait_for("order: slow", Duration::from_secs(30));
     two.wait_for("order: slow", Duration::from_secs(30));
-    let get = |s: &Serve| {
-        let url = format!("{}/v2/{REPO}/blobs/{}", s.url, layer.digest);
-        std::thread::spawn(move || {
-            let mut body = Vec::new();
-            http()
-                .get(url)
-                .send()
-                .and_then(|mut r| r.copy_to(&mut body).map(|_| r.status().as_u16()))
-                .map(|status| (status, body))
-        })
-    };
+    let get = |s: &Serve| get_later(format!("{}/v2/{REPO}/blobs/{}", s.url, layer.digest));
     let (a, b) = (get(&one), get(&two));
     for (name, s, got) in [("one", &one, a), ("two", &two, b)] {
         let (status, body) = got
@@ -896,15 +888,7 @@ fn a_partial_left_by_a_killed_server_is_resumed() {
     let image = Image::synthetic(168, "amd64", &[4 * MB]);
     origin.push(REPO, "latest", &image);
     let layer = image.layers[0].clone();
-    let slow = proxied(&mut lab, "slow", origin.port, "1m");
-    let mirrors = toml_of(
-        &lab,
-        "m.toml",
-        &[
-            ("slow".into(), slow.clone(), String::new()),
-            upstream_entry(&lab, "docker.io"),
-        ],
-    );
+    let mirrors = one_slow_mirror(&mut lab, origin.port);
     let cache = lab.path("cache-dir");
     let args = ["--image", "small", "--cache-dir", cache.to_str().unwrap()];
     let s = Serve::start(&lab, &mirrors, &args);
@@ -1116,15 +1100,7 @@ fn one_download_per_blob_bounded_heads_and_a_graceful_stop() {
     let origin = lab.registry("origin");
     let image = Image::synthetic(167, "amd64", &[3 * MB, 64 * 1024]);
     origin.push(REPO, "latest", &image);
-    let slow = proxied(&mut lab, "slow", origin.port, "1m");
-    let mirrors = toml_of(
-        &lab,
-        "m.toml",
-        &[
-            ("slow".into(), slow.clone(), String::new()),
-            upstream_entry(&lab, "docker.io"),
-        ],
-    );
+    let mirrors = one_slow_mirror(&mut lab, origin.port);
     let mut s = Serve::start(&lab, &mirrors, &["--image", "small"]);
     s.wait_for("probe docker.io", Duration::from_secs(30));
     let big = image.largest_layer().digest.clone();

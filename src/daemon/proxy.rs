@@ -43,16 +43,7 @@ pub fn masked(shown: &str) -> bool {
 /// `url` without its user and password, for comparing with what `/info`
 /// shows.
 fn without_login(url: &str) -> String {
-    let rest = match url.split_once("://") {
-        Some((scheme, rest)) => (scheme, rest),
-        None => ("", url),
-    };
-    let (scheme, rest) = rest;
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let rest = match rest[..authority_end].rfind('@') {
-        Some(at) => &rest[at + 1..],
-        None => rest,
-    };
+    let (scheme, _, rest) = crate::net::split_login(url);
     format!("{scheme}://{}", rest.trim_end_matches('/'))
 }
 

@@ -170,12 +170,8 @@ impl Logins {
         else {
             return Ok(None);
         };
-        let config: ConfigFile = serde_json::from_slice(&bytes).map_err(|e| {
-            format!(
-                "{} is not valid JSON ({e}); no login from it",
-                path.display()
-            )
-        })?;
+        let config: ConfigFile = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{} is not valid JSON ({e})", path.display()))?;
         let Some(key) = Self::key_of(url) else {
             return Ok(None);
         };

@@ -29,18 +29,27 @@ pub enum Route {
     },
 }
 
-/// A proxy URL with its password hidden, for showing.
-pub fn redact(url: &str) -> String {
+/// `url` as its scheme, its login and the rest: `http://u:p@h:1/x` is
+/// `("http", Some("u:p"), "h:1/x")`; without a scheme, `("", None, url)`.
+pub fn split_login(url: &str) -> (&str, Option<&str>, &str) {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return ("", None, url);
     };
     let authority_end = rest.find('/').unwrap_or(rest.len());
     match rest[..authority_end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{}", &rest[at + 1..])
+        Some(at) => (scheme, Some(&rest[..at]), &rest[at + 1..]),
+        None => (scheme, None, rest),
+    }
+}
+
+/// A proxy URL with its password hidden, for showing.
+pub fn redact(url: &str) -> String {
+    match split_login(url) {
+        (scheme, Some(login), rest) => {
+            let user = login.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***@{rest}")
         }
-        None => url.to_owned(),
+        _ => url.to_owned(),
     }
 }
 

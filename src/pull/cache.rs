@@ -81,10 +81,7 @@ impl Cache {
 
     /// Is `digest`'s partial held by a download under way?
     pub fn partial_held(&self, digest: &str) -> bool {
-        let Ok(f) = File::open(self.lock_path(digest)) else {
-            return false;
-        };
-        matches!(f.try_lock_shared(), Err(fs::TryLockError::WouldBlock))
+        crate::files::held_elsewhere(&self.lock_path(digest))
     }
 
     fn ranges_path(&self, digest: &str) -> PathBuf {

@@ -8,7 +8,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io;
-use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -175,7 +174,7 @@ impl Inventory {
             });
         }
         Ok(Self {
-            partials: read_partials(&root.join("partial"))?,
+            partials: read_partials(&store.cache, &root.join("partial"))?,
             free: super::free_space(&root).ok(),
             root,
             images,
@@ -273,7 +272,7 @@ fn read_tags(dir: &Path) -> io::Result<Vec<TagRecord>> {
         .collect())
 }
 
-fn read_partials(dir: &Path) -> io::Result<Vec<Partial>> {
+fn read_partials(cache: &super::cache::Cache, dir: &Path) -> io::Result<Vec<Partial>> {
     let mut out: Vec<Partial> = names(dir)?
         .into_iter()
         .filter_map(|n| {
@@ -283,32 +282,24 @@ fn read_partials(dir: &Path) -> io::Result<Vec<Partial>> {
             }
             let path = dir.join(&n);
             let m = regular(&path)?;
+            let digest = format!("sha256:{hex}");
             Some(Partial {
-                digest: format!("sha256:{hex}"),
-                size: m.len(),
-                modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
                 // A stream file is locked itself; a partial through its
                 // `.lock` (see `Cache::try_hold_partial`).
                 busy: if n.ends_with(".stream") {
-                    is_locked(&path)
+                    crate::files::held_elsewhere(&path)
                 } else {
-                    is_locked(&dir.join(format!("{hex}.lock")))
+                    cache.partial_held(&digest)
                 },
+                digest,
+                size: m.len(),
+                modified: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
                 path,
             })
         })
         .collect();
     out.sort_by(|a, b| a.digest.cmp(&b.digest));
     Ok(out)
-}
-
-/// Does another process hold `path` locked (a download writing it)?
-fn is_locked(path: &Path) -> bool {
-    let Ok(f) = fs::File::open(path) else {
-        return false;
-    };
-    // SAFETY: flock on a descriptor we own; released when `f` closes.
-    unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) != 0 }
 }
 
 /// What to prune.

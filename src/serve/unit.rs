@@ -47,7 +47,11 @@ pub fn logins(
     let urls: Vec<reqwest::Url> = list.enabled().map(|m| m.url.clone()).collect();
     docker
         .export(&urls)
-        .map_err(|e| ScheduleError::Refused(format!("Docker's logins: {e}")))
+        .map_err(|e| {
+            ScheduleError::Refused(format!(
+                "cannot read Docker's logins for the service: {e}; fix it and install again (nothing was written)"
+            ))
+        })
 }
 
 /// The environment file's text: one `NAME=value` line each. Values a
@@ -163,8 +167,7 @@ pub fn install(
     note: &mut dyn FnMut(String),
 ) -> Result<(), ScheduleError> {
     for (p, bytes) in secrets {
-        crate::files::atomic_write_secret(p, bytes)
-            .map_err(|e| ScheduleError::Refused(format!("cannot write {}: {e}", p.display())))?;
+        schedule::write_secret(p, bytes)?;
         note(format!("wrote {} (readable by root only)", p.display()));
     }
     schedule::write_file(path, text)?;
